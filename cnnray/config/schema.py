@@ -1,0 +1,159 @@
+"""The typed config tree: one pydantic model per section; unknown keys are refused."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cnnray.config.data import DataConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """Which registered model, and the options passed to `create_model` (None = the model's default)."""
+
+    name: str = "cbam_resnet18"
+    num_classes: int | None = Field(default=None, ge=2)  # None: taken from the data
+    in_chans: int | None = Field(default=None, ge=1)  # None: taken from the data
+    stem: Literal["imagenet", "cifar"] | None = "cifar"
+    width: float | None = Field(default=0.25, gt=0)
+    act: str | None = None
+    norm: str | None = None
+    attn: str | None = None
+    pool: str | None = None
+    drop_rate: float | None = Field(default=None, ge=0, lt=1)
+    drop_path_rate: float | None = Field(default=None, ge=0, lt=1)
+    drop_block: float | None = Field(default=None, ge=0, lt=1)
+    drop_block_size: int | None = Field(default=None, ge=1)
+    zero_init_residual: bool | None = None
+
+
+class OptimConfig(_Strict):
+    """Optimizer and its parameter groups."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=0.05, ge=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+    no_decay_norm_bias: bool = True  # no weight decay on norm and bias parameters
+    head_lr_mult: float = Field(default=1.0, gt=0)  # lr multiplier for the classifier head
+    backbone_lr_mult: float = Field(default=1.0, gt=0)
+
+
+class ScheduleConfig(_Strict):
+    """Learning-rate schedule, stepped per iteration."""
+
+    name: Literal["cosine", "step", "multistep", "exponential", "onecycle", "plateau", "constant"] = "cosine"
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    warmup_start_factor: float = Field(default=0.01, gt=0, le=1)
+    min_lr: float = Field(default=1e-5, ge=0)
+    step_epochs: float = Field(default=10.0, gt=0)  # step
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of training
+    gamma: float = Field(default=0.1, gt=0, le=1)  # step, multistep, exponential (per epoch)
+    max_lr: float | None = Field(default=None, gt=0)  # onecycle; None = optim.lr
+    pct_start: float = Field(default=0.3, gt=0, lt=1)  # onecycle
+    patience: int = Field(default=2, ge=0)  # plateau, in epochs
+    factor: float = Field(default=0.5, gt=0, lt=1)  # plateau
+
+
+class TrainConfig(_Strict):
+    """The training loop."""
+
+    epochs: int = Field(default=12, ge=1)
+    batch_size: int = Field(default=64, ge=1)  # per worker
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(default=None, gt=0)
+    accum_steps: int = Field(default=1, ge=1)
+    ema: bool = True
+    ema_decay: float = Field(default=0.99, gt=0, lt=1)
+    ema_warmup: bool = True  # decay ramps as min(ema_decay, (1+n)/(10+n)) so early EMA is not the random init
+    early_stop_patience: int | None = Field(default=None, ge=1)
+    early_stop_min_delta: float = Field(default=0.0, ge=0)
+    monitor: Literal["val_acc", "val_loss", "val_f1_macro"] = "val_acc"
+    checkpoint_every: int = Field(default=1, ge=1)  # epochs
+    resume: bool = False
+    inject_nan_at_step: int | None = Field(default=None, ge=0)  # testing hook: make the loss NaN at this global step
+    fail_at_epoch: int | None = Field(default=None, ge=0)  # testing hook: rank 1 dies once at this epoch
+
+
+class ScalingConfig(_Strict):
+    """Ray Train workers and where their state is kept."""
+
+    num_workers: int | tuple[int, int] = 2  # or [min, max] for elastic training
+    use_gpu: bool | None = None  # None: auto-detect from the cluster
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    gpus_per_worker: float = Field(default=1.0, gt=0)
+    max_failures: int = Field(default=1, ge=-1)
+    storage_path: str | None = None  # None: ./ray_results (absolute path)
+    num_to_keep: int = Field(default=2, ge=1)
+    collective_timeout_s: int = Field(default=120, ge=5)
+
+
+class RunSection(_Strict):
+    """The run's identity."""
+
+    name: str | None = None  # None: cnnray-<timestamp>
+    address: str | None = None  # Ray cluster address; None: RAY_ADDRESS or a local cluster
+
+
+class TrackingConfig(_Strict):
+    """MLflow tracking."""
+
+    uri: str | None = None  # None: MLFLOW_TRACKING_URI or sqlite:///mlflow.db
+    experiment: str = "cnnray"
+    enabled: bool = True
+
+
+class RegistryConfig(_Strict):
+    """Model registration at the end of a run."""
+
+    name: str = "cnnray"
+    alias: str | None = "challenger"
+    enabled: bool = True  # register a model version at the end of a run
+
+
+class TuneConfig(_Strict):
+    """Ray Tune search settings."""
+
+    space: str = "default"
+    num_samples: int = Field(default=4, ge=1)
+    max_concurrent_trials: int = Field(default=2, ge=1)
+    trial_workers: int = Field(default=1, ge=1)
+    trial_cpus: float = Field(default=1.0, gt=0)
+    trial_gpus: float = Field(default=0.0, ge=0)
+    metric: str = "val_acc"
+    mode: Literal["max", "min"] = "max"
+    scheduler: Literal["asha", "hyperband", "median", "pbt", "fifo"] = "asha"
+    search: Literal["random", "grid", "optuna", "hyperopt"] = "random"
+    max_epochs: int = Field(default=4, ge=1)
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: float = Field(default=2.0, gt=1)
+    perturbation_interval: int = Field(default=1, ge=1)
+    time_budget_s: float | None = Field(default=None, gt=0)
+    seed: int = 0
+    resume: bool = False
+
+
+class Config(_Strict):
+    """The whole resolved config of a run."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    run: RunSection = Field(default_factory=RunSection)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)

@@ -1,0 +1,96 @@
+"""Batched augmentations on float [B,C,H,W] in [0,1]; random numbers drawn on the CPU (reproducible on any device)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from cnnray.data.convert import LUMA
+
+
+def uniform(n: int, low: float, high: float, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """n uniform samples in [low, high) from `g` (or the global CPU RNG), moved to `device`."""
+    return (torch.rand(n, generator=g) * (high - low) + low).to(device)
+
+
+def random_crop(x: torch.Tensor, padding: int, g: torch.Generator | None = None) -> torch.Tensor:
+    """Zero-pad by `padding` and take a random HxW window per image (gather, no Python loop)."""
+    if padding <= 0:
+        return x
+    b, c, h, w = x.shape
+    xp = F.pad(x, (padding, padding, padding, padding))
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=g).to(x.device)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=g).to(x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 2 * padding)
+    xp = xp.gather(2, rows)
+    cols = (ox[:, None] + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
+    return xp.gather(3, cols)
+
+
+def random_hflip(x: torch.Tensor, g: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability p."""
+    flip = uniform(x.shape[0], 0, 1, g, x.device) < p
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def random_affine(x: torch.Tensor, degrees: float, translate: float, scale: tuple[float, float],
+                  g: torch.Generator | None = None) -> torch.Tensor:
+    """Rotate by U(-degrees, degrees), shift by U(-translate, translate) of the size, zoom by U(scale); zero fill."""
+    b = x.shape[0]
+    angle = uniform(b, -degrees, degrees, g, x.device) * (math.pi / 180)
+    s = uniform(b, scale[0], scale[1], g, x.device)
+    # affine_grid maps output to input coordinates in [-1, 1], so the matrix is the inverse transform and
+    # a shift of `translate` of the image is 2 * translate in these units.
+    t = torch.stack([uniform(b, -translate, translate, g, x.device),
+                     uniform(b, -translate, translate, g, x.device)], 1) * 2
+    cos, sin = angle.cos() / s, angle.sin() / s
+    inv = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)  # R(-a) / s
+    theta = torch.cat([inv, -(inv @ t.unsqueeze(2))], 2).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x
+    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float,
+                 g: torch.Generator | None = None) -> torch.Tensor:
+    """Scale brightness, contrast (towards the mean grey) and saturation (towards grey) by U(1-v, 1+v) per image."""
+    b = x.shape[0]
+
+    def factor(v: float) -> torch.Tensor:
+        return uniform(b, max(0.0, 1 - v), 1 + v, g, x.device).view(b, 1, 1, 1)
+
+    if brightness > 0:
+        x = (x * factor(brightness)).clamp_(0, 1)
+    if contrast > 0:
+        mean = _gray(x).mean((1, 2, 3), keepdim=True)
+        x = (mean + factor(contrast) * (x - mean)).clamp_(0, 1)
+    if saturation > 0 and x.shape[1] == 3:
+        gray = _gray(x)
+        x = (gray + factor(saturation) * (x - gray)).clamp_(0, 1)
+    return x
+
+
+def random_erasing(x: torch.Tensor, p: float, g: torch.Generator | None = None,
+                   area: tuple[float, float] = (0.02, 0.33), ratio: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+    """With probability p per image, set one random rectangle to 0 (the mean, once normalized)."""
+    b, _, h, w = x.shape
+    frac = uniform(b, area[0], area[1], g, x.device)
+    r = uniform(b, math.log(ratio[0]), math.log(ratio[1]), g, x.device).exp()
+    eh = (frac * r).sqrt().mul(h).round().clamp(1, h)
+    ew = (frac / r).sqrt().mul(w).round().clamp(1, w)
+    top = (uniform(b, 0, 1, g, x.device) * (h - eh + 1)).floor()
+    left = (uniform(b, 0, 1, g, x.device) * (w - ew + 1)).floor()
+    on = uniform(b, 0, 1, g, x.device) < p
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    box = ((rows >= top.view(b, 1, 1)) & (rows < (top + eh).view(b, 1, 1))
+           & (cols >= left.view(b, 1, 1)) & (cols < (left + ew).view(b, 1, 1)) & on.view(b, 1, 1))
+    return x.masked_fill(box.unsqueeze(1), 0.0)

@@ -1,0 +1,47 @@
+"""What every source shares: path checks, label checks, final resize/convert, info from arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cnnray.config.data import DataConfig
+from cnnray.data.convert import channel_stats, resize_uint8, to_channels
+from cnnray.data.info import DatasetInfo, SplitArrays
+from cnnray.errors import ConfigError, DataError
+
+
+def require_path(cfg: DataConfig) -> str:
+    """data.path, which this source needs."""
+    if not cfg.path:
+        raise ConfigError(f"data.path is required for data.source={cfg.source}: set data.path=<directory or URI>")
+    return cfg.path
+
+
+def check_labels(labels: np.ndarray | torch.Tensor, num_classes: int, where: str) -> None:
+    """Refuse labels outside [0, num_classes)."""
+    y = torch.as_tensor(labels)
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        bad = y[(y < 0) | (y >= num_classes)][:5].tolist()
+        raise DataError(f"{where}: labels must lie in [0, {num_classes}); found {bad}")
+
+
+def finish(cfg: DataConfig, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+           val_y: torch.Tensor, class_names: tuple[str, ...], native_channels: int) -> SplitArrays:
+    """Resize to data.image_size and convert to data.channels (default: the source's own)."""
+    c = cfg.channels or native_channels
+
+    def fix(x: torch.Tensor) -> torch.Tensor:
+        return to_channels(resize_uint8(x, cfg.image_size), c).contiguous()
+
+    return SplitArrays(fix(train_x), train_y.to(torch.int64), fix(val_x), val_y.to(torch.int64), class_names)
+
+
+def info_from_arrays(cfg: DataConfig, arrays: SplitArrays, fingerprint: str,
+                     stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> DatasetInfo:
+    """DatasetInfo of loaded arrays; mean/std measured on the train split unless given."""
+    n, c, h, w = arrays.train_x.shape
+    mean, std = stats or channel_stats(arrays.train_x)
+    return DatasetInfo(source=cfg.source, num_classes=len(arrays.class_names), class_names=tuple(arrays.class_names),
+                       channels=c, image_size=cfg.image_size, num_train=n, num_val=int(arrays.val_x.shape[0]),
+                       fingerprint=fingerprint, mean=tuple(mean), std=tuple(std), nbytes_train=n * c * h * w)

@@ -1,0 +1,39 @@
+"""scikit-learn's bundled 8x8 digits (1797 images, values 0-16), split with a seeded stratified split."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from cnnray.config.data import DataConfig
+from cnnray.data.info import DatasetInfo, SplitArrays
+from cnnray.data.sources.common import finish, info_from_arrays
+from cnnray.data.split import stratified_split
+
+CLASS_NAMES = tuple(str(i) for i in range(10))
+
+
+def native() -> tuple[np.ndarray, np.ndarray]:
+    """All digits as uint8 [N,1,8,8] scaled to 0-255, and int64 labels."""
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: nothing is downloaded
+
+    d = load_digits()
+    x = np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[:, None]
+    return x, d.target.astype(np.int64)
+
+
+def load(cfg: DataConfig) -> SplitArrays:
+    """Train/val arrays at data.image_size (1 channel unless data.channels=3)."""
+    x, y = native()
+    tr, va = stratified_split(y, cfg.val_fraction, cfg.split_seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    return finish(cfg, xt[tr], yt[tr], xt[va], yt[va], CLASS_NAMES, native_channels=1)
+
+
+def describe(cfg: DataConfig) -> DatasetInfo:
+    """Loads the (tiny) set to measure its stats; the fingerprint covers the native images and labels."""
+    x, y = native()
+    fp = hashlib.sha256(b"digits\n" + x.tobytes() + y.tobytes()).hexdigest()
+    return info_from_arrays(cfg, load(cfg), fp)

@@ -1,0 +1,57 @@
+"""Parquet shards written by `cnnray data prepare`, from a local path or any URI pyarrow understands."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cnnray.config.data import DataConfig
+from cnnray.data.codec import decode_many
+from cnnray.data.convert import convert_stats
+from cnnray.data.info import DatasetInfo, SplitArrays
+from cnnray.data.manifest import read_manifest, shard_paths
+from cnnray.data.shards import read_shard
+from cnnray.data.sources.common import check_labels, require_path
+
+_DECODE_CHUNK = 4096  # rows decoded at a time: bounds the Python lists one chunk holds
+
+
+def _split(cfg: DataConfig, split: str, manifest: dict, fs, base: str, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    k = len(manifest["class_names"])
+    for path, sha in shard_paths(manifest, base, split):
+        table = read_shard(fs, path, sha)
+        labels = table.column("label").to_numpy()
+        check_labels(labels, k, f"parquet shard {path}")
+        for i in range(0, table.num_rows, _DECODE_CHUNK):
+            part = table.slice(i, _DECODE_CHUNK)
+            xs.append(decode_many(part.column("image").to_pylist(), part.column("shape").to_pylist(),
+                                  manifest["format"], channels, cfg.image_size))
+        ys.append(labels.astype(np.int64))
+    s = cfg.image_size
+    x = np.concatenate(xs) if xs else np.zeros((0, channels, s, s), np.uint8)
+    y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def load(cfg: DataConfig) -> SplitArrays:
+    """Read and verify (sha256) every shard, decode at data.image_size and data.channels."""
+    manifest, fs, base = read_manifest(require_path(cfg))
+    c = cfg.channels or int(manifest["channels"])
+    tx, ty = _split(cfg, "train", manifest, fs, base, c)
+    vx, vy = _split(cfg, "val", manifest, fs, base, c)
+    return SplitArrays(tx, ty, vx, vy, tuple(manifest["class_names"]))
+
+
+def describe(cfg: DataConfig) -> DatasetInfo:
+    """Everything from manifest.json; nothing else is read."""
+    manifest, _, _ = read_manifest(require_path(cfg))
+    c = cfg.channels or int(manifest["channels"])
+    mean, std = convert_stats(tuple(manifest["mean"]), tuple(manifest["std"]), c)
+    names = tuple(manifest["class_names"])
+    n_train = int(manifest["splits"]["train"]["count"])
+    s = cfg.image_size
+    return DatasetInfo(source=cfg.source, num_classes=len(names), class_names=names, channels=c, image_size=s,
+                       num_train=n_train, num_val=int(manifest["splits"].get("val", {}).get("count", 0)),
+                       fingerprint=manifest["fingerprint"], mean=mean, std=std, nbytes_train=n_train * c * s * s)

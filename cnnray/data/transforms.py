@@ -1,0 +1,64 @@
+"""Batch transforms: uint8 [B,C,H,W] on any device -> float32 normalized, with train-time augmentation."""
+
+from __future__ import annotations
+
+import torch
+
+from cnnray.config.data import AugmentConfig, DataConfig
+from cnnray.data import augment as A
+from cnnray.data.info import DatasetInfo
+
+
+def source_defaults(cfg: DataConfig) -> AugmentConfig:
+    """data.augment with None filled per source: no flips for digits; crop padding 1/8 of the size (digits 1/16)."""
+    aug = cfg.augment
+    digits = cfg.source == "digits"
+    hflip = (not digits) if aug.hflip is None else aug.hflip
+    pad = aug.crop_padding if aug.crop_padding is not None else cfg.image_size // (16 if digits else 8)
+    return aug.model_copy(update={"hflip": hflip, "crop_padding": pad})
+
+
+class BatchTransform:
+    """Callable `(x_uint8, generator=None) -> float32`; augmentation only when `augment` is given."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], normalize: bool = True,
+                 augment: AugmentConfig | None = None) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.normalize = normalize
+        self.augment = augment
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._on:  # moved once per device, not once per batch
+            self._on[device] = (self.mean.to(device), self.std.to(device))
+        return self._on[device]
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Transform one batch; random draws come from `generator` (CPU) or the global RNG."""
+        x = x.float().div_(255)
+        a = self.augment
+        if a is not None:
+            x = A.random_crop(x, a.crop_padding or 0, generator)
+            if a.hflip:
+                x = A.random_hflip(x, generator)
+            if a.rotation > 0 or a.translate > 0 or a.scale_min != 1 or a.scale_max != 1:
+                x = A.random_affine(x, a.rotation, a.translate, (a.scale_min, a.scale_max), generator)
+            if a.brightness > 0 or a.contrast > 0 or a.saturation > 0:
+                x = A.color_jitter(x, a.brightness, a.contrast, a.saturation, generator)
+        if self.normalize:
+            mean, std = self._stats(x.device)
+            x = (x - mean) / std
+        if a is not None and a.erasing_prob > 0:
+            x = A.random_erasing(x, a.erasing_prob, generator)
+        return x.contiguous()
+
+    def __repr__(self) -> str:
+        return f"BatchTransform(normalize={self.normalize}, augment={self.augment!r})"
+
+
+def build_transforms(cfg: DataConfig, info: DatasetInfo) -> tuple[BatchTransform, BatchTransform]:
+    """(train_tf, eval_tf): both normalize by info.mean/std; only train_tf augments."""
+    aug = source_defaults(cfg)
+    return (BatchTransform(info.mean, info.std, aug.normalize, aug),
+            BatchTransform(info.mean, info.std, aug.normalize, None))

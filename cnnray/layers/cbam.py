@@ -1,0 +1,71 @@
+"""CBAM (Woo et al. 2018): channel attention, then spatial attention, refining a feature map.
+
+forward() returns the refined map; attention() returns the gate itself, for plotting attention maps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_positive_int
+from ._hidden import reduced_channels
+from .create_act import get_act
+
+
+class ChannelAttention(nn.Module):
+    """Gate channels by sigmoid(MLP(avg_pool(x)) + MLP(max_pool(x))), one MLP (1x1 convs) shared by both."""
+
+    def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 8, act: str = "relu") -> None:
+        super().__init__()
+        hidden = reduced_channels(channels, reduction, min_hidden)
+        # 1x1 convs on (B, C, 1, 1) rather than Linear: no flatten/reshape, and channels_last friendly.
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = get_act(act, channels=hidden)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def _mlp(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+    def attention(self, x: Tensor) -> Tensor:
+        """The (B, C, 1, 1) channel gate in (0, 1)."""
+        # Average pooling sees the extent of a feature, max pooling its most salient cue.
+        avg = x.mean((2, 3), keepdim=True)
+        mx = x.amax((2, 3), keepdim=True)
+        return torch.sigmoid(self._mlp(avg) + self._mlp(mx))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.attention(x).to(x.dtype)
+
+
+class SpatialAttention(nn.Module):
+    """Gate positions by sigmoid(k x k conv([mean over C, max over C]))."""
+
+    def __init__(self, kernel_size: int = 7) -> None:
+        super().__init__()
+        kernel_size = check_positive_int("kernel_size", kernel_size)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (so the map keeps its size), got {kernel_size}")
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def attention(self, x: Tensor) -> Tensor:
+        """The (B, 1, H, W) spatial gate in (0, 1)."""
+        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.conv(pooled))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.attention(x).to(x.dtype)
+
+
+class CBAM(nn.Module):
+    """Channel attention followed by spatial attention (the order the paper found best)."""
+
+    def __init__(
+        self, channels: int, reduction: int = 16, spatial_kernel: int = 7, min_hidden: int = 8, act: str = "relu"
+    ) -> None:
+        super().__init__()
+        self.channel = ChannelAttention(channels, reduction, min_hidden=min_hidden, act=act)
+        self.spatial = SpatialAttention(spatial_kernel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.spatial(self.channel(x))

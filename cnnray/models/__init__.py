@@ -1,0 +1,29 @@
+"""Image classifiers: a registry of ResNet-family models built from `cnnray.layers`.
+
+    model = create_model("cbam_resnet18", num_classes=10, stem="cifar", width=0.5)
+
+The tutorial's hand-written networks are configurations of these models:
+
+- `AttentionConvBlock` (conv-norm-act pair with CBAM, residual) is `BasicBlock(c, c, attn="cbam")`;
+  a network of them is `create_model("cbam_resnet18", stem="cifar")`.
+- `RegularizedConvBlock` (conv block with DropBlock and stochastic depth) is
+  `BasicBlock(c, c, drop_block=0.1, drop_block_size=5, drop_path=0.1)`; in a network:
+  `create_model("resnet18", stem="cifar", drop_block=0.1, drop_block_size=5, drop_path_rate=0.1)`.
+- `ModernCNN` (attention + regularized blocks, modern activation, learned downsampling, head dropout):
+  `create_model("cbam_resnet18", stem="cifar", act="mish", pool="mixed", drop_block=0.1,
+  drop_block_size=5, drop_path_rate=0.1, drop_rate=0.2, zero_init_residual=True)`.
+"""
+
+from cnnray.models import variants as _variants  # noqa: F401  (registers the named models)
+from cnnray.models.blocks import BasicBlock, Bottleneck
+from cnnray.models.complexity import count_flops, count_params
+from cnnray.models.init import init_classifier, init_weights, zero_init_last_norms
+from cnnray.models.registry import create_model, list_models, model_options, register_model
+from cnnray.models.resnet import ResNet, scale_width
+from cnnray.models.summary import model_cost, summarize_models
+
+__all__ = [
+    "BasicBlock", "Bottleneck", "ResNet", "count_flops", "count_params", "create_model", "init_classifier",
+    "init_weights", "list_models", "model_cost", "model_options", "register_model", "scale_width",
+    "summarize_models", "zero_init_last_norms",
+]

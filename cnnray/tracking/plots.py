@@ -1,0 +1,55 @@
+"""Matplotlib figures logged as run artifacts: confusion matrix and learning curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: workers and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str | Path) -> Path:
+    """Row-normalized confusion matrix with counts, saved as PNG."""
+    import numpy as np
+
+    cm = np.asarray(matrix, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 2), max(4, 0.5 * n + 2)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=90 if n > 10 else 0)
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_learning_curves(history: dict[str, list[tuple[int, float]]], path: str | Path) -> Path:
+    """Loss, accuracy and learning rate per epoch in three panels, saved as PNG."""
+    panels = [("loss", ["train_loss", "val_loss"]), ("accuracy", ["val_acc", "val_top5"]), ("lr", ["lr"])]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            points = history.get(key) or []
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if title == "lr":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

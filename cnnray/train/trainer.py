@@ -1,0 +1,262 @@
+"""Driver side of `cnnray train`: validate, start Ray, build the TorchTrainer, track in MLflow, register."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+import ray.train
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from cnnray.config import Config, config_hash
+from cnnray.data import DatasetInfo, build_streaming_datasets, check_num_classes, describe_dataset, resolve_loader_kind
+from cnnray.errors import ConfigError
+from cnnray.train import progress
+from cnnray.train.build import build_model
+from cnnray.train.worker import BEST_FILE, META_FILE, train_loop_per_worker
+
+log = logging.getLogger("cnnray")
+
+
+@dataclass
+class PreparedRun:
+    """Everything checked before any work starts (bad input here exits 2)."""
+
+    cfg: Config
+    info: DatasetInfo
+    loader_kind: str
+    run_name: str
+    storage_path: str
+    run_dir: str
+    resume: bool
+
+
+def _storage_path(cfg: Config) -> str:
+    path = cfg.scaling.storage_path or "ray_results"
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def _run_exists(run_dir: str) -> bool:
+    if "://" not in run_dir:
+        return Path(run_dir).exists()
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(run_dir)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def prepare_run(cfg: Config) -> PreparedRun:
+    """Validate data, model and run identity; raise ConfigError/DataError before any work."""
+    info = describe_dataset(cfg.data)
+    if cfg.model.num_classes is not None:
+        check_num_classes(info, cfg.model.num_classes)
+    try:
+        build_model(cfg, info.num_classes, info.channels)
+    except ValueError as e:
+        raise ConfigError(f"model: {e}") from None
+    kind = resolve_loader_kind(cfg.data, info)
+    resume = cfg.train.resume
+    if resume and not cfg.run.name:
+        raise ConfigError("train.resume=true needs run.name: the name of the run to continue")
+    name = cfg.run.name or datetime.now().strftime("cnnray-%Y%m%d-%H%M%S")
+    storage = _storage_path(cfg)
+    run_dir = f"{storage.rstrip('/')}/{name}"
+    exists = _run_exists(run_dir)
+    if exists and not resume:
+        raise ConfigError(f"run.name '{name}' already exists at {run_dir}; pass train.resume=true to continue "
+                          "it, or choose another run.name")
+    if resume and not exists:
+        raise ConfigError(f"train.resume=true but no run named '{name}' exists at {run_dir}")
+    return PreparedRun(cfg, info, kind, name, storage, run_dir, resume)
+
+
+def ensure_ray(address: str | None = None, verbose: bool = False) -> None:
+    """Connect to a cluster (address or RAY_ADDRESS) or start a local one; quiet unless verbose."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
+                                  configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # Dashboard off locally: it listens on a port and costs a process; clusters have their own.
+        ray.init(include_dashboard=False, **kwargs)
+
+
+def use_gpu(cfg: Config) -> bool:
+    """Configured, or auto: GPUs present in the cluster."""
+    if cfg.scaling.use_gpu is not None:
+        return cfg.scaling.use_gpu
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+class ReportCallback(UserCallback):
+    """Runs in the Ray Train controller: feeds each epoch to `on_epoch` (MLflow, console progress)."""
+
+    def __init__(self, on_epoch: Callable[[dict[str, Any], bool], None]) -> None:
+        self.on_epoch = on_epoch
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        if metrics:
+            self.on_epoch(metrics[0], checkpoint is not None)
+
+
+@dataclass
+class EpochSink:
+    """Picklable epoch handler: MLflow epoch logger plus a queue the driver reads for progress lines."""
+
+    logger: Any | None
+    queue: Any | None
+    extra: list[Callable[[dict[str, Any], bool], None]] = field(default_factory=list)
+
+    def __call__(self, metrics: dict[str, Any], checkpointed: bool) -> None:
+        if self.logger is not None:
+            self.logger.on_report(metrics, checkpointed)
+        if self.queue is not None:
+            self.queue.put_nowait(dict(metrics))
+        for fn in self.extra:
+            fn(metrics, checkpointed)
+
+
+def build_trainer(prep: PreparedRun, callbacks: list[UserCallback], *, threads: int | None = None) -> TorchTrainer:
+    """The TorchTrainer for a prepared run (also what each Tune trial builds)."""
+    cfg = prep.cfg
+    gpu = use_gpu(cfg)
+    resources = {"CPU": cfg.scaling.cpus_per_worker}
+    if gpu:
+        resources["GPU"] = cfg.scaling.gpus_per_worker
+    workers = cfg.scaling.num_workers
+    datasets = build_streaming_datasets(cfg.data, prep.info) if prep.loader_kind == "streaming" else None
+    loop_config = {
+        "cfg": cfg.model_dump(mode="json"), "info": prep.info.__dict__ if hasattr(prep.info, "__dict__") else dict(prep.info),
+        "loader_kind": prep.loader_kind, "run_dir": prep.run_dir,
+        "threads": threads or max(1, int(cfg.scaling.cpus_per_worker)),
+    }
+    mode = "min" if cfg.train.monitor == "val_loss" else "max"
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo", timeout_s=cfg.scaling.collective_timeout_s),
+        scaling_config=ScalingConfig(num_workers=tuple(workers) if isinstance(workers, (list, tuple)) else workers,
+                                     use_gpu=gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=prep.run_name, storage_path=prep.storage_path, callbacks=callbacks,
+            failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.scaling.num_to_keep,
+                                               checkpoint_score_attribute=cfg.train.monitor,
+                                               checkpoint_score_order=mode),
+            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(loop_config["threads"])}},
+        ),
+        datasets=datasets,
+    )
+
+
+class _Interrupt:
+    """SIGTERM becomes SIGINT, which Ray Train's own handler turns into a graceful abort."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+        self._old = None
+
+    def __enter__(self) -> "_Interrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def _on_term(self, signum, frame) -> None:
+        self.signalled = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def load_best(checkpoint_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(best weights, meta) from a checkpoint directory, read with weights_only=True."""
+    import torch
+
+    d = Path(checkpoint_dir)
+    weights = torch.load(d / BEST_FILE, map_location="cpu", weights_only=True)
+    return weights, json.loads((d / META_FILE).read_text())
+
+
+def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run `cnnray train` end to end; returns the result object (raises UserInputError on bad input)."""
+    from cnnray import tracking
+    from cnnray.tracking.finish import finish_training_run
+
+    t0 = time.time()
+    prep = prepare_run(cfg)
+    ensure_ray(cfg.run.address, verbose)
+    ctx = None
+    if cfg.tracking.enabled:
+        uri = tracking.resolve_tracking_uri(cfg.tracking.uri)
+        ctx = tracking.start_run(cfg, prep.run_name, uri=uri, resume=prep.resume,
+                                 tags={"cnnray.data_fingerprint": prep.info.fingerprint,
+                                       "cnnray.config_hash": config_hash(cfg)})
+    from ray.util.queue import Queue
+
+    queue = Queue(actor_options={"num_cpus": 0})
+    sink = EpochSink(tracking.EpochLogger(ctx.uri, ctx.run_id) if ctx else None, queue)
+    printer = progress.ProgressPrinter(cfg.train.epochs, on_line)
+    reader = progress.QueueReader(queue, printer)
+    status, error, result = "FAILED", None, None
+    interrupt = _Interrupt()
+    try:
+        with interrupt, reader:
+            trainer = build_trainer(prep, [ReportCallback(sink)])
+            result = trainer.fit()
+        last = result.metrics or {}
+        if last.get("error"):
+            error = last["error"]
+        elif last.get("done"):
+            status = "FINISHED"
+        else:
+            status, error = "KILLED", "interrupted"
+    except (KeyboardInterrupt, SystemExit):
+        status, error = "KILLED", "interrupted"
+    except ray.train.TrainingFailedError as e:
+        error = f"training failed: {e}"
+    except Exception as e:  # noqa: BLE001 - any failure must still close the MLflow run
+        error = f"{type(e).__name__}: {e}"
+    finally:
+        if ctx is not None and status != "FINISHED":
+            tracking.end_run(ctx, status)
+        try:
+            queue.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+    out: dict[str, Any] = {"status": status, "run_name": prep.run_name, "experiment": cfg.tracking.experiment,
+                           "run_id": ctx.run_id if ctx else None, "run_dir": prep.run_dir,
+                           "loader": prep.loader_kind, "data_fingerprint": prep.info.fingerprint}
+    if status != "FINISHED":
+        out.update(error=error, wall_seconds=round(time.time() - t0, 1))
+        return out
+    assert result is not None and result.checkpoint is not None
+    with result.checkpoint.as_directory() as d:
+        weights, meta = load_best(d)
+    out.update(best_epoch=meta.get("best_epoch"), best_metrics=meta.get("best_metrics", {}),
+               weights=meta.get("weights"), checkpoint=result.checkpoint.path,
+               epochs_run=int((result.metrics or {}).get("epoch", -1)) + 1,
+               stopped_early=bool((result.metrics or {}).get("stopped_early")))
+    if ctx is not None:
+        try:
+            out.update(finish_training_run(ctx, cfg, prep, weights, meta))
+            tracking.end_run(ctx, "FINISHED")
+        except BaseException:
+            tracking.end_run(ctx, "FAILED")
+            raise
+    out["wall_seconds"] = round(time.time() - t0, 1)
+    return out

@@ -1,0 +1,145 @@
+"""`cnnray train` end to end on a real local Ray cluster and a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cnnray.config import load_config
+
+# Small enough for 2 cores: 16x16 digits, a narrow ResNet-18 with the cifar stem.
+TINY = ["data.image_size=16", "model.name=cbam_resnet18", "model.width=0.125", "train.batch_size=64",
+        "train.epochs=2", "scaling.num_workers=2", "train.ema=true"]
+
+
+def _cfg(tmp_path, uri, *extra):
+    return load_config(overrides=TINY + [f"tracking.uri={uri}", f"scaling.storage_path={tmp_path / 'ray'}",
+                                         f"tracking.experiment=it-{tmp_path.name}", *extra])
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _epochs_logged(uri, run_id, key="val_acc"):
+    return sorted(m.step for m in _client(uri).get_metric_history(run_id, key))
+
+
+def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_path):
+    from cnnray.train.trainer import run_training
+
+    cfg = _cfg(tmp_path, mlflow_server, "run.name=ddp", "registry.name=it-ddp")
+    result = run_training(cfg, on_line=lambda s: None)
+    assert result["status"] == "FINISHED", result
+    client = _client(mlflow_server)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert _epochs_logged(mlflow_server, result["run_id"]) == [0, 1]
+    assert run.data.params["scaling.num_workers"] == "2"
+    artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
+    assert {"config.yaml", "confusion_matrix.png", "learning_curves.png", "per_class_report.txt"} <= artifacts
+    # Exactly one MLflow run for the training run (no per-worker duplicates).
+    runs = client.search_runs([run.info.experiment_id])
+    assert len(runs) == 1
+    mv = client.get_model_version_by_alias("it-ddp", "challenger")
+    assert mv.version == result["version"]
+    assert mv.tags["cnnray.data_fingerprint"] == result["data_fingerprint"]
+    assert mv.tags["cnnray.weights"] in ("raw", "ema")
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    x = np.random.default_rng(0).random((3, 1, 16, 16), dtype=np.float32)
+    torch_model = mlflow.pytorch.load_model(f"models:/it-ddp@challenger")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/it-ddp/{mv.version}")
+    out = np.asarray(pyfunc.predict(x))
+    assert out.shape == (3, 10)
+    import torch
+
+    with torch.no_grad():
+        np.testing.assert_allclose(torch_model(torch.from_numpy(x)).numpy(), out, rtol=1e-4, atol=1e-4)
+
+
+def test_killed_worker_resumes_from_checkpoint_and_logs_each_epoch_once(ray_local, mlflow_server, tmp_path):
+    from cnnray.train.trainer import run_training
+
+    cfg = _cfg(tmp_path, mlflow_server, "run.name=killed", "train.epochs=3", "train.fail_at_epoch=1",
+               "scaling.max_failures=1", "registry.enabled=false")
+    result = run_training(cfg, on_line=lambda s: None)
+    assert result["status"] == "FINISHED", result
+    assert (tmp_path / "ray" / "killed" / ".fail_marker").exists()  # the worker really died
+    for key in ("val_acc", "train_loss", "lr"):
+        assert _epochs_logged(mlflow_server, result["run_id"], key) == [0, 1, 2]
+
+
+def test_non_finite_loss_fails_run_and_registers_nothing(ray_local, mlflow_server, tmp_path):
+    from cnnray.train.trainer import run_training
+
+    cfg = _cfg(tmp_path, mlflow_server, "run.name=nan", "train.inject_nan_at_step=5", "registry.name=it-nan",
+               "train.epochs=1")
+    result = run_training(cfg, on_line=lambda s: None)
+    assert result["status"] == "FAILED"
+    assert "non-finite" in result["error"] and "step 5" in result["error"]
+    assert _client(mlflow_server).get_run(result["run_id"]).info.status == "FAILED"
+    assert not _client(mlflow_server).search_registered_models(filter_string="name='it-nan'")
+    ckpts = list((tmp_path / "ray" / "nan").glob("checkpoint_*"))
+    assert ckpts == []
+
+
+def _cli(args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "cnnray.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.epoch=3", "unknown config key 'train.epoch'"),
+    ("train.precision=fp8", "allowed values: auto, fp32, bf16, fp16"),
+    ("model.name=resnet999", "resnet18"),
+    ("data.source=parquet", "data.path"),
+])
+def test_bad_config_exits_2_naming_the_key(override, needle, tmp_path):
+    p = _cli(["train", override, f"scaling.storage_path={tmp_path}"], cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr
+
+
+def test_interrupt_ends_killed_and_resume_continues_same_run(ray_local, mlflow_server, tmp_path):
+    address = ray_local.get_runtime_context().gcs_address
+    args = ["train", *TINY, "train.epochs=4", f"tracking.uri={mlflow_server}", "run.name=intr",
+            f"scaling.storage_path={tmp_path / 'ray'}", f"tracking.experiment=it-{tmp_path.name}",
+            "registry.name=it-intr", f"--address={address}", "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "cnnray.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    # Wait for the first checkpointed epoch to reach MLflow, then interrupt the driver.
+    deadline, run_id = time.time() + 240, None
+    from cnnray.tracking import find_run_by_name
+
+    while time.time() < deadline and proc.poll() is None:
+        run_id = run_id or find_run_by_name(mlflow_server, f"it-{tmp_path.name}", "intr")
+        if run_id and _epochs_logged(mlflow_server, run_id):
+            break
+        time.sleep(0.5)
+    assert run_id and proc.poll() is None, proc.communicate()[0][-3000:]
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, out[-3000:]
+    assert _client(mlflow_server).get_run(run_id).info.status == "KILLED"
+    done_before = _epochs_logged(mlflow_server, run_id)
+    assert done_before and done_before[-1] < 3
+
+    again = _cli(args, cwd=tmp_path)  # same name without resume: refused
+    assert again.returncode == 2 and "already exists" in again.stderr
+    resumed = _cli(args + ["train.resume=true"], cwd=tmp_path, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["run_id"] == run_id
+    assert _epochs_logged(mlflow_server, run_id) == [0, 1, 2, 3]
+    assert _client(mlflow_server).get_run(run_id).info.status == "FINISHED"

@@ -1,0 +1,1 @@
+"""Thin entrypoints: parse arguments and config, call the library, print the result."""
