@@ -16,6 +16,10 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UserInputError (exit 2 through `run_workflow`) instead of exiting."""
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Overrides may come before or after flags (`cnnray train --json train.epochs=3`)."""
+        return self.parse_intermixed_args(args, namespace)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserInputError(f"{self.prog}: {message}")
 

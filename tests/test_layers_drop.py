@@ -49,7 +49,7 @@ def test_dropped_pixels_form_whole_squares_inside_the_map(drop_prob, bs, size):
 
 
 def test_single_seed_is_one_square():
-    # drop_prob tiny and a 9x9 map with bs=9: at most one seed (the only valid one), the whole map.
+    # bs == map size leaves exactly one valid seed position (gamma = drop_prob): all or nothing drops.
     torch.manual_seed(0)
     outs = [drop_block_2d(torch.ones(1, 1, 9, 9), 0.5, 9) for _ in range(40)]
     for out in outs:

@@ -12,6 +12,15 @@ from cnnray.models import count_flops, count_params, create_model
 PAPER_SE_CBAM_RESNET50 = 28.09e6  # CBAM paper (Woo et al. 2018), Table 3
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; it also avoids OpenMP spin-waits on a busy shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _meta(name: str, **kwargs) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kwargs)
@@ -63,7 +72,8 @@ def test_flops_match_torchvision_macs():
 def test_flops_meta_equals_real_and_restores_mode():
     model = create_model("cbam_resnet18", stem="cifar", width=0.25, num_classes=10)
     assert model.training
-    assert count_flops(model, 32, 3) == count_flops(_meta("cbam_resnet18", stem="cifar", width=0.25, num_classes=10), 32, 3)
+    on_meta = _meta("cbam_resnet18", stem="cifar", width=0.25, num_classes=10)
+    assert count_flops(model, 32, 3) == count_flops(on_meta, 32, 3)
     assert model.training
     with pytest.raises(ValueError, match="input_size: expected an integer >= 1"):
         count_flops(model, 0, 3)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from cnnray.console import make_parser, print_json, run_workflow
 from cnnray.errors import UserInputError
 
 
-def _table(rows: list[dict], title: str) -> None:
+def _table(rows: list[dict[str, Any]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    console = Console()
+    console.print(title)
+    table = Table()
     for column in ("model", "params (M)", "GFLOPs"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in rows:
         table.add_row(r["name"], f"{r['params'] / 1e6:.2f}", f"{r['flops'] / 1e9:.3f}")
-    Console().print(table)
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{stem} stem, width {args.width:g}")
         if args.json:
             print_json({"models": rows, "input_size": args.input_size, "num_classes": args.num_classes,
-                        "in_chans": args.in_chans, "stem": stem, "width": args.width, "flops_unit": "FLOPs (2 per MAC)"})
+                        "in_chans": args.in_chans, "stem": stem, "width": args.width,
+                        "flops_unit": "FLOPs (2 per MAC)"})
         return 0
 
     return run_workflow(body)

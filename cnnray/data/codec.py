@@ -34,17 +34,23 @@ def pil_to_array(img: Image.Image, channels: int | None, size: int | None) -> np
     return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def decode_file(path: str | Path, channels: int | None, size: int | None) -> np.ndarray:
-    """Fully decode one image file; DataError naming the path when it is empty, truncated or corrupt."""
+def try_decode_file(path: str | Path, channels: int | None, size: int | None) -> tuple[np.ndarray | None, str]:
+    """(uint8 [C,H,W], "") for a readable image, or (None, reason) when empty, truncated or corrupt."""
     try:
         with Image.open(path) as img:
             img.load()
-            return pil_to_array(img, channels, size)
-    except DataError:
-        raise
+            return pil_to_array(img, channels, size), ""
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-        reason = "empty file (0 bytes)" if Path(path).stat().st_size == 0 else f"{type(e).__name__}: {e}"
-        raise DataError(f"cannot decode image {path}: {reason}") from None
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        return None, "empty file (0 bytes)" if empty else f"{type(e).__name__}: {e}"
+
+
+def decode_file(path: str | Path, channels: int | None, size: int | None) -> np.ndarray:
+    """Fully decode one image file; DataError naming the path when it is empty, truncated or corrupt."""
+    arr, reason = try_decode_file(path, channels, size)
+    if arr is None:
+        raise DataError(f"cannot decode image {path}: {reason}")
+    return arr
 
 
 def encode(img: np.ndarray, fmt: str) -> bytes:

@@ -68,7 +68,9 @@ def conv2d_reference(
         for i in range(kh):
             for j in range(kw):
                 # Kernel tap (i, j) sees the input shifted by (i*d, j*d), sampled every stride.
-                patch = xs[:, :, i * dh : i * dh + sh * (out_h - 1) + 1 : sh, j * dw : j * dw + sw * (out_w - 1) + 1 : sw]
+                rows = slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh)
+                cols = slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw)
+                patch = xs[:, :, rows, cols]
                 out[:, g * group_out : (g + 1) * group_out] += torch.einsum("bchw,oc->bohw", patch, ws[:, :, i, j])
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)

@@ -41,5 +41,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     options = model_options(name)
     unknown = sorted(set(kwargs) - set(options)) if options is not None else []
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for model '{name}'; valid options: {', '.join(options)}")
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for model '{name}'; "
+                         f"valid options: {', '.join(options)}")
     return factory(**kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +40,7 @@ def log_and_register(
     mlflow.set_tracking_uri(ctx.uri)
     client = MlflowClient(tracking_uri=ctx.uri)
     # log_model needs an active run; attach to ours without changing its status at exit.
-    with mlflow.start_run(run_id=ctx.run_id):
+    with contextlib.redirect_stdout(io.StringIO()), mlflow.start_run(run_id=ctx.run_id):
         info = mlflow.pytorch.log_model(
             model, name="model", signature=signature, input_example=example,
             registered_model_name=registered_name, await_registration_for=60,

@@ -48,6 +48,7 @@ class QueueReader:
     def __init__(self, source: Any, printer: Callable[[dict[str, Any]], None]) -> None:
         self.source = source
         self.printer = printer
+        self.last: dict[str, Any] | None = None  # the newest report: the run's outcome even without a checkpoint
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="cnnray-progress")
 
@@ -56,6 +57,7 @@ class QueueReader:
             item = self.source.get(block=True, timeout=timeout)
         except (queue_mod.Empty, Exception):  # ray.util.queue.Empty subclasses Exception
             return False
+        self.last = item
         self.printer(item)
         return True
 
@@ -72,3 +74,13 @@ class QueueReader:
         self._thread.join(timeout=5)
         while self._drain_one(0.2):  # what arrived after the last poll
             pass
+
+
+def tee(*handlers: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """One handler that calls each of `handlers` in turn."""
+
+    def call(item: dict[str, Any]) -> None:
+        for h in handlers:
+            h(item)
+
+    return call

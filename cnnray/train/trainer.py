@@ -192,7 +192,8 @@ def load_best(checkpoint_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any
     return weights, json.loads((d / META_FILE).read_text())
 
 
-def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str], None] = print) -> dict[str, Any]:
+def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str], None] = print,
+                 on_report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run `cnnray train` end to end; returns the result object (raises UserInputError on bad input)."""
     from cnnray import tracking
     from cnnray.tracking.finish import finish_training_run
@@ -211,14 +212,15 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
     queue = Queue(actor_options={"num_cpus": 0})
     sink = EpochSink(tracking.EpochLogger(ctx.uri, ctx.run_id) if ctx else None, queue)
     printer = progress.ProgressPrinter(cfg.train.epochs, on_line)
-    reader = progress.QueueReader(queue, printer)
+    reader = progress.QueueReader(queue, printer if on_report is None else progress.tee(printer, on_report))
     status, error, result = "FAILED", None, None
     interrupt = _Interrupt()
     try:
         with interrupt, reader:
             trainer = build_trainer(prep, [ReportCallback(sink)])
             result = trainer.fit()
-        last = result.metrics or {}
+        # The queue saw every report; Result.metrics only those that came with a checkpoint.
+        last = reader.last or result.metrics or {}
         if last.get("error"):
             error = last["error"]
         elif last.get("done"):

@@ -1,0 +1,140 @@
+"""`cnnray bench train`: loop overhead under Ray Train, bf16+channels_last speed-up, time to 99% accuracy.
+
+Every figure is a ratio of two measurements taken in the same command on the same model and data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnray.config import Config, load_config
+
+
+def _median_after_warmup(values: list[float]) -> float:
+    return statistics.median(values[1:] if len(values) > 2 else values)
+
+
+def plain_throughput(cfg: Config, threads: int) -> float:
+    """Median training images/s of the cnnray loop in this process (no Ray), epochs after the first."""
+    from cnnray.data import MemoryLoader, build_transforms, describe_dataset, load_arrays
+    from cnnray.train.build import build_model
+    from cnnray.train.engine import Engine
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.train.seed)
+    info = describe_dataset(cfg.data)
+    tx, ty, _, _ = load_arrays(cfg.data)
+    train_tf, _ = build_transforms(cfg.data, info)
+    loader = MemoryLoader(tx, ty, cfg.train.batch_size, seed=cfg.train.seed, transform=train_tf)
+    engine = Engine(build_model(cfg, info.num_classes, info.channels), cfg, steps_per_epoch=len(loader),
+                    num_classes=info.num_classes, device=torch.device("cpu"))
+    rates = []
+    for epoch in range(cfg.train.epochs):
+        loader.set_epoch(epoch)
+        rates.append(engine.train_epoch(loader)["images_per_s"])
+    return _median_after_warmup(rates)
+
+
+def ray_throughput(cfg: Config) -> float:
+    """Median training images/s of the same loop as one Ray Train worker, epochs after the first."""
+    from cnnray.train.trainer import run_training
+
+    rates: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="cnnray-bench-") as d:
+        cfg = cfg.model_copy(deep=True)
+        cfg.scaling.storage_path = d
+        result = run_training(cfg, on_line=lambda s: None, on_report=lambda m: rates.append(m["images_per_s"]))
+    if result["status"] != "FINISHED":
+        raise RuntimeError(f"bench training run {result['status']}: {result.get('error')}")
+    return _median_after_warmup(rates)
+
+
+def precision_throughput(precision: str, channels_last: bool, *, width: float = 1.0, batch: int = 64,
+                         steps: int = 6, repeats: int = 3, threads: int = 2) -> float:
+    """Median images/s of ResNet-18 training steps on 32x32 inputs at the given precision and layout."""
+    from cnnray.models import create_model
+    from cnnray.train.engine import Engine
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = load_config(overrides={"train.precision": precision, "train.channels_last": channels_last,
+                                 "train.ema": False, "train.epochs": repeats + 1})
+    model = create_model("resnet18", num_classes=10, in_chans=3, stem="cifar", width=width)
+    engine = Engine(model, cfg, steps_per_epoch=steps, num_classes=10, device=torch.device("cpu"))
+    data = [(torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))) for _ in range(steps)]
+    return _median_after_warmup([engine.train_epoch(data)["images_per_s"] for _ in range(repeats + 1)])
+
+
+def _time_to_target(cmd: list[str], pattern: str, target: float, cwd: str, timeout: float) -> float | None:
+    """Seconds from process start until a stdout line's accuracy reaches `target` (None if never)."""
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=cwd,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    hit = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(pattern, line)
+        if m and hit is None and float(m.group(1)) >= target:
+            hit = time.time() - t0
+            proc.terminate()  # reached: the rest of the run is not part of the measurement
+            break
+        if time.time() - t0 > timeout:
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    return hit
+
+
+def time_to_accuracy(target: float = 0.99, timeout: float = 600) -> dict[str, float | None]:
+    """Whole-process seconds to `target` val accuracy: default `cnnray train` vs the plain fp32 loop."""
+    with tempfile.TemporaryDirectory(prefix="cnnray-bench-") as d:
+        cnnray_s = _time_to_target([sys.executable, "-m", "workflows.train", "train.epochs=20",
+                                    "registry.enabled=false"],
+                                   r"val_acc\s+([\d.]+)%", target * 100, d, timeout)
+        plain_s = _time_to_target([sys.executable, "-m", "cnnray.bench.plain_loop", "--target", str(target)],
+                                  r"val_acc ([\d.]+)", target, d, timeout)
+    return {"cnnray_s": cnnray_s, "plain_s": plain_s,
+            "speedup": (plain_s / cnnray_s) if cnnray_s and plain_s else None}
+
+
+def run_train_bench(epochs: int = 4, quick: bool = False) -> dict[str, Any]:
+    """All three train benchmarks; `quick` skips time-to-accuracy (the longest)."""
+    base = load_config(overrides={"train.epochs": epochs, "scaling.num_workers": 1, "scaling.cpus_per_worker": 2,
+                                  "tracking.enabled": False, "registry.enabled": False})
+    plain = plain_throughput(base, threads=2)
+    ray_rate = ray_throughput(base)
+    fp32 = precision_throughput("fp32", False)
+    bf16 = precision_throughput("bf16", True)
+    out: dict[str, Any] = {
+        "plain_images_per_s": plain, "ray_images_per_s": ray_rate, "ray_over_plain": ray_rate / plain,
+        "fp32_nchw_images_per_s": fp32, "bf16_channels_last_images_per_s": bf16, "bf16_cl_over_fp32": bf16 / fp32,
+    }
+    if not quick:
+        out.update({f"time_to_99_{k}": v for k, v in time_to_accuracy().items()})
+    return out
+
+
+def format_train_bench(r: dict[str, Any]) -> str:
+    """Human-readable lines with the goals beside the figures."""
+    lines = [
+        f"loop under Ray Train (1 worker) / plain process: {r['ray_images_per_s']:.0f} / {r['plain_images_per_s']:.0f}"
+        f" img/s = {r['ray_over_plain']:.3f}  (goal >= 0.97)",
+        f"bf16+channels_last / fp32 NCHW (ResNet-18, 32x32): {r['bf16_channels_last_images_per_s']:.0f} / "
+        f"{r['fp32_nchw_images_per_s']:.0f} img/s = {r['bf16_cl_over_fp32']:.2f}x  (goal >= 2.5x)",
+    ]
+    if "time_to_99_cnnray_s" in r:
+        c, p, s = r["time_to_99_cnnray_s"], r["time_to_99_plain_s"], r["time_to_99_speedup"]
+        fmt = lambda v: "not reached" if v is None else f"{v:.1f}s"  # noqa: E731
+        lines.append(f"time to 99% val acc on digits, whole process: cnnray default {fmt(c)}, plain fp32 loop "
+                     f"{fmt(p)}" + (f" = {s:.2f}x faster" if s else ""))
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""`cnnray bench [data|train|tune|all]`: benchmarks that print ratios measured in one command."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from cnnray.console import make_parser, print_json, run_workflow
+
+# name -> (module, run function, format function)
+BENCHES = {
+    "data": ("cnnray.bench.data", "run_data_bench", "format_data_bench"),
+    "train": ("cnnray.bench.train", "run_train_bench", "format_train_bench"),
+    "tune": ("cnnray.bench.tune", "run_tune_bench", "format_tune_bench"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named benchmark(s) and print their ratios (JSON with --json)."""
+    parser = make_parser("cnnray bench", "Benchmarks; each prints ratios measured in the same run.", config=False)
+    parser.add_argument("which", nargs="?", default="all", choices=[*BENCHES, "all"])
+    parser.add_argument("--quick", action="store_true", help="train: skip the time-to-accuracy race")
+
+    def body() -> int:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        from cnnray.train.quiet import quiet_ray
+
+        quiet_ray(args.verbose)
+        results = {}
+        for name in BENCHES if args.which == "all" else [args.which]:
+            module_name, run_name, fmt_name = BENCHES[name]
+            module = importlib.import_module(module_name)
+            kwargs = {"quick": True} if name == "train" and args.quick else {}
+            print(f"== bench {name}", flush=True)
+            results[name] = getattr(module, run_name)(**kwargs)
+            print(getattr(module, fmt_name)(results[name]), flush=True)
+        if args.json:
+            print_json(results)
+        return 0
+
+    return run_workflow(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
