@@ -1,6 +1,5 @@
 """Engine: learning, gradient accumulation (plain and DDP), NaN guard, selection, exact resume, bf16."""
 
-import io
 
 import pytest
 import torch

@@ -1,8 +1,6 @@
 """MetricAccumulator against sklearn, on one rank and reduced over two gloo ranks."""
 
-import os
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist

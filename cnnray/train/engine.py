@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -69,6 +70,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _global_sum(loss: Tensor, value: float) -> float:
+    """The loss summed over DDP ranks: a NaN on one rank stops every rank at the same step, instead of
+    leaving the others blocked in the gradient all-reduce until the collective timeout."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    total = loss.float().reshape(1).clone()
+    dist.all_reduce(total)
+    return total.item()
 
 
 class Engine:
@@ -160,7 +171,7 @@ class Engine:
                 if t.inject_nan_at_step is not None and t.inject_nan_at_step == self.global_step:
                     loss = loss * float("nan")
                 value = loss.item()  # one host sync per micro-batch: the price of a guard that never steps on NaN
-                if not math.isfinite(value):
+                if not math.isfinite(_global_sum(loss.detach(), value)):
                     self.optimizer.zero_grad(set_to_none=True)
                     raise NonFiniteLossError(self.epoch, self.global_step, str(value))
                 self.scaler.scale(loss / t.accum_steps).backward()

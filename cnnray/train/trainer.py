@@ -19,7 +19,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig,
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from cnnray.config import Config, config_hash
-from cnnray.data import DatasetInfo, build_streaming_datasets, check_num_classes, describe_dataset, resolve_loader_kind
+from cnnray.data import DatasetInfo, absolute_data_path, build_streaming_datasets, check_num_classes, describe_dataset, resolve_loader_kind
 from cnnray.errors import ConfigError
 from cnnray.train import progress
 from cnnray.train.build import build_model
@@ -57,6 +57,8 @@ def _run_exists(run_dir: str) -> bool:
 
 def prepare_run(cfg: Config) -> PreparedRun:
     """Validate data, model and run identity; raise ConfigError/DataError before any work."""
+    # Workers run in other directories: a relative data.path must mean what it means here.
+    cfg = cfg.model_copy(update={"data": absolute_data_path(cfg.data)})
     info = describe_dataset(cfg.data)
     if cfg.model.num_classes is not None:
         check_num_classes(info, cfg.model.num_classes)
@@ -129,8 +131,9 @@ class EpochSink:
             fn(metrics, checkpointed)
 
 
-def build_trainer(prep: PreparedRun, callbacks: list[UserCallback], *, threads: int | None = None) -> TorchTrainer:
-    """The TorchTrainer for a prepared run (also what each Tune trial builds)."""
+def build_trainer(prep: PreparedRun, callbacks: list[UserCallback], *, threads: int | None = None,
+                  extra_loop_config: dict[str, Any] | None = None) -> TorchTrainer:
+    """The TorchTrainer for a prepared run (also what each Tune trial builds; it adds init_checkpoint)."""
     cfg = prep.cfg
     gpu = use_gpu(cfg)
     resources = {"CPU": cfg.scaling.cpus_per_worker}
@@ -142,6 +145,7 @@ def build_trainer(prep: PreparedRun, callbacks: list[UserCallback], *, threads: 
         "cfg": cfg.model_dump(mode="json"), "info": prep.info.__dict__ if hasattr(prep.info, "__dict__") else dict(prep.info),
         "loader_kind": prep.loader_kind, "run_dir": prep.run_dir,
         "threads": threads or max(1, int(cfg.scaling.cpus_per_worker)),
+        **(extra_loop_config or {}),
     }
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
     return TorchTrainer(

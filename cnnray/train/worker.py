@@ -52,6 +52,16 @@ def _load_checkpoint(d: Path, engine: Engine, device: torch.device) -> tuple[dic
     return best, json.loads((d / META_FILE).read_text())
 
 
+def _apply_optim_config(optimizer: torch.optim.Optimizer, cfg: Config) -> None:
+    """Weight decay and momentum from this run's config: a loaded optimizer state carries the source run's
+    (PBT perturbs them); the lr needs nothing, the schedule recomputes it from optim.lr."""
+    for group in optimizer.param_groups:
+        if not str(group.get("name", "")).endswith("_no_decay"):
+            group["weight_decay"] = cfg.optim.weight_decay
+        if "momentum" in group and cfg.optim.name == "sgd":
+            group["momentum"] = cfg.optim.momentum
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Train on this worker's shard; rank 0 writes checkpoints, every rank reports each epoch."""
     cfg = Config.model_validate(loop_config["cfg"])
@@ -94,12 +104,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     best: dict[str, Any] | None = None
     meta: dict[str, Any] = {}
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None and loop_config.get("init_checkpoint"):
+    from_init = checkpoint is None and bool(loop_config.get("init_checkpoint"))
+    if from_init:
         # A checkpoint of another run to start from (Tune's PBT exploit): its state, this run's config.
         checkpoint = ray.train.Checkpoint(loop_config["init_checkpoint"])
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             best, meta = _load_checkpoint(Path(d), engine, device)
+        if from_init:
+            _apply_optim_config(engine.optimizer, cfg)
 
     marker = Path(loop_config["run_dir"]) / ".fail_marker"
     fail_rank = min(1, world - 1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pyarrow.fs as pafs
 import torch
 
 from cnnray.config.data import DataConfig
@@ -16,19 +19,20 @@ from cnnray.data.sources.common import check_labels, require_path
 _DECODE_CHUNK = 4096  # rows decoded at a time: bounds the Python lists one chunk holds
 
 
-def _split(cfg: DataConfig, split: str, manifest: dict, fs, base: str, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(cfg: DataConfig, split: str, manifest: dict[str, Any], fs: pafs.FileSystem, base: str,
+           channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     k = len(manifest["class_names"])
     for path, sha in shard_paths(manifest, base, split):
         table = read_shard(fs, path, sha)
-        labels = table.column("label").to_numpy()
+        labels = np.array(table.column("label").to_numpy(), dtype=np.int64)  # a writable copy
         check_labels(labels, k, f"parquet shard {path}")
         for i in range(0, table.num_rows, _DECODE_CHUNK):
             part = table.slice(i, _DECODE_CHUNK)
             xs.append(decode_many(part.column("image").to_pylist(), part.column("shape").to_pylist(),
                                   manifest["format"], channels, cfg.image_size))
-        ys.append(labels.astype(np.int64))
+        ys.append(labels)
     s = cfg.image_size
     x = np.concatenate(xs) if xs else np.zeros((0, channels, s, s), np.uint8)
     y = np.concatenate(ys) if ys else np.zeros(0, np.int64)

@@ -1,0 +1,85 @@
+"""A search's identity on storage: its directory, whether it exists, and the config + space saved for --resume."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnray.config import Config
+from cnnray.errors import ConfigError
+from cnnray.tune.space import SearchSpace, parse_space
+
+STATE_FILE = "cnnray_search.json"  # next to Tune's own experiment state
+
+
+@dataclass
+class SearchIdentity:
+    """Name, storage root and experiment directory of a search."""
+
+    name: str
+    storage_path: str
+    path: str
+    resume: bool
+
+
+def _fs(path: str):
+    import pyarrow.fs as pafs
+
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), str(Path(path).resolve())
+
+
+def storage_root(cfg: Config) -> str:
+    """scaling.storage_path (default ./ray_results), absolute when local."""
+    path = cfg.scaling.storage_path or "ray_results"
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def search_identity(cfg: Config) -> SearchIdentity:
+    """Refuse a new search under an existing name, or a resume of a search that is not there."""
+    import pyarrow.fs as pafs
+
+    resume = cfg.tune.resume
+    if resume and not cfg.run.name:
+        raise ConfigError("tune.resume=true needs run.name (or use --resume NAME)")
+    name = cfg.run.name or datetime.now().strftime("tune-%Y%m%d-%H%M%S")
+    if "/" in name:
+        raise ConfigError(f"run.name '{name}' may not contain '/'")
+    storage = storage_root(cfg)
+    path = f"{storage.rstrip('/')}/{name}"
+    fs, fs_path = _fs(path)
+    exists = fs.get_file_info(fs_path).type != pafs.FileType.NotFound
+    if exists and not resume:
+        raise ConfigError(f"a search named '{name}' already exists at {path}; continue it with "
+                          f"`cnnray tune --resume {name}`, or choose another run.name")
+    if resume and not exists:
+        raise ConfigError(f"--resume {name}: no search named '{name}' at {path}")
+    return SearchIdentity(name, storage, path, resume)
+
+
+def save_state(ident: SearchIdentity, cfg: Config, space: SearchSpace) -> None:
+    """Write the resolved config and the space, so `--resume NAME` needs nothing else."""
+    fs, fs_path = _fs(ident.path)
+    fs.create_dir(fs_path, recursive=True)
+    text = Path(space.source).read_text() if space.source and Path(space.source).is_file() else ""
+    blob = json.dumps({"config": cfg.model_dump(mode="json"), "space_name": space.name, "space_yaml": text})
+    with fs.open_output_stream(f"{fs_path}/{STATE_FILE}") as f:
+        f.write(blob.encode())
+
+
+def load_state(ident: SearchIdentity) -> tuple[dict[str, Any], SearchSpace]:
+    """The config tree and space saved by `save_state`."""
+    fs, fs_path = _fs(ident.path)
+    try:
+        with fs.open_input_stream(f"{fs_path}/{STATE_FILE}") as f:
+            state = json.loads(f.read().decode())
+    except (FileNotFoundError, OSError):
+        raise ConfigError(f"--resume {ident.name}: {ident.path} is not a cnnray search (no {STATE_FILE})") from None
+    space = parse_space(yaml.safe_load(state["space_yaml"]), state["space_name"], source=f"{ident.path}/{STATE_FILE}")
+    return state["config"], space

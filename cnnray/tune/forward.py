@@ -1,0 +1,31 @@
+"""Train -> Tune handoff: each epoch's report, with a private copy of its checkpoint, for the trial function.
+
+Why not only `TuneReportCallback`: it forwards metrics (and the checkpoint *path*) but no Tune
+checkpoint, and PBT can only clone a trial that reported one. So the trial function itself calls
+`ray.tune.report(metrics, checkpoint=...)`. The copy is made here, inside the Train controller's
+report handling, because Train may delete that checkpoint (num_to_keep) as soon as the next report
+arrives; the controller runs on the trial's node, so a local temporary directory is visible to both.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from ray.train import UserCallback
+
+
+class ForwardToTune(UserCallback):
+    """Runs in the Train controller: puts {"metrics", "checkpoint_dir"} on the trial's queue (size 1: backpressure)."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        if not metrics:
+            return
+        staged = None
+        if checkpoint is not None:
+            staged = tempfile.mkdtemp(prefix="cnnray-tune-ckpt-")
+            checkpoint.to_directory(staged)
+        self.queue.put({"metrics": dict(metrics[0]), "checkpoint_dir": staged})

@@ -1,0 +1,177 @@
+"""`cnnray tune` end to end: validate, start Ray, run (or restore) the Tuner, close MLflow runs, register the best."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cnnray.config import Config
+from cnnray.errors import ConfigError
+from cnnray.tune.experiment import SearchIdentity, load_state, save_state, search_identity
+from cnnray.tune.settings import check_settings, trial_base_config
+from cnnray.tune.space import SearchSpace, load_space
+from cnnray.tune.space_check import check_space
+
+TRIAL_RESOURCES = {"cpu": 0, "memory": 1 << 20}  # the trial driver only waits; its Train workers hold the CPUs
+# (Tune refuses an all-zero request, hence a token of memory.)
+
+
+def resolve_search(cfg: Config, space_ref: str | None = None) -> tuple[Config, SearchSpace, SearchIdentity]:
+    """Everything checked before Ray starts (ConfigError -> exit 2): space, settings, identity."""
+    if cfg.tune.resume:
+        ident = search_identity(cfg)
+        tree, space = load_state(ident)
+        # The saved search wins; only where to run it may change.
+        tree["run"].update(name=ident.name, address=cfg.run.address)
+        tree["tune"]["resume"] = True
+        cfg = Config.model_validate(tree)
+    else:
+        space = load_space(space_ref or cfg.tune.space)
+        cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"space": space.name})})
+        ident = None
+    check_settings(cfg, space)
+    check_space(space, trial_base_config(cfg))
+    return cfg, space, ident or search_identity(cfg)
+
+
+def _check_model_edges(space: SearchSpace, prep: Any) -> None:
+    """Build the model at every edge of each searched model.* key: unknown layer names fail here, not in a trial."""
+    from cnnray.train.build import build_model
+    from cnnray.tune.resolve import trial_config
+
+    for p in space.params.values():
+        if not p.key.startswith("model."):
+            continue
+        for value in p.edges():
+            parents = {parent: allowed[0] for parent, allowed in p.when.items()}
+            try:
+                cfg = trial_config(prep.cfg, space, {**parents, p.key: value})
+                build_model(cfg, prep.info.num_classes, prep.info.channels)
+            except Exception as e:  # noqa: BLE001 - any refusal of the model is bad input
+                raise ConfigError(f"search space '{space.name}': {p.key}={value!r}: {e}") from None
+
+
+def _trial_dirname(trial: Any) -> str:
+    return trial.trial_id
+
+
+def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False,
+             on_line: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) a search; returns the result object. ConfigError before any trial on bad input."""
+    t0 = time.time()
+    cfg, space, ident = resolve_search(cfg, space_ref)
+
+    from dataclasses import replace
+
+    from ray import tune
+
+    from cnnray import tracking
+    from cnnray.train.trainer import ensure_ray, prepare_run
+    from cnnray.tune.finalize import ChildRuns, close_children, log_search_summary, register_best
+    from cnnray.tune.interrupt import SearchInterrupt
+    from cnnray.tune.lifecycle import TrialLifecycle
+    from cnnray.tune.outcome import best_outcome, collect_outcomes
+    from cnnray.tune.report import trial_rows, trials_table
+    from cnnray.tune.resolve import trial_config
+    from cnnray.tune.schedulers import build_scheduler
+    from cnnray.tune.searchers import build_search
+    from cnnray.tune.trial import TrialSetup, run_trial
+
+    t = cfg.tune
+    base = trial_base_config(cfg)
+    check_cfg = base.model_copy(update={"run": base.run.model_copy(update={"name": ident.name}),
+                                        "scaling": base.scaling.model_copy(update={"storage_path": f"{ident.path}/train"})})
+    prep = prepare_run(check_cfg)  # data and model of the base config; DataError/ConfigError -> exit 2
+    _check_model_edges(space, prep)
+    ensure_ray(cfg.run.address, verbose)
+    random.seed(t.seed)  # PBT's explore/exploit draws
+
+    ctx = children = None
+    if cfg.tracking.enabled:
+        uri = tracking.resolve_tracking_uri(cfg.tracking.uri)
+        ctx = tracking.start_run(cfg, ident.name, uri=uri, resume=ident.resume,
+                                 tags={"cnnray.kind": "tune", "cnnray.space": space.name,
+                                       "cnnray.data_fingerprint": prep.info.fingerprint})
+        children = ChildRuns(uri, cfg.tracking.experiment, ctx.experiment_id)
+    if not ident.resume:
+        save_state(ident, cfg, space)
+        if ctx is not None and space.source:
+            tracking.runs.log_artifact_file(ctx, space.source)
+    setup = TrialSetup(prep=replace(prep, cfg=base), space=space, tune_name=ident.name,
+                       experiment_path=ident.path, tracking_uri=ctx.uri if ctx else None,
+                       parent_run_id=ctx.run_id if ctx else None)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), TRIAL_RESOURCES)
+    lifecycle = TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line)
+    on_line(f"search {ident.name}: space '{space.name}' ({len(space.params)} keys), {t.search} search, "
+            f"{t.scheduler} scheduler, {t.max_epochs} epochs max, {t.max_concurrent_trials} at a time"
+            + (" (resumed)" if ident.resume else ""))
+
+    status, error, outcomes = "FAILED", None, []
+    interrupt = SearchInterrupt()
+    try:
+        with interrupt:
+            if ident.resume:
+                tuner = tune.Tuner.restore(ident.path, trainable=trainable, resume_errored=True)
+            else:
+                search_alg, params, num_samples = build_search(t, space)
+                tuner = tune.Tuner(
+                    trainable, param_space=params,
+                    tune_config=tune.TuneConfig(
+                        metric=t.metric, mode=t.mode, num_samples=num_samples, search_alg=search_alg,
+                        scheduler=build_scheduler(t, space), max_concurrent_trials=t.max_concurrent_trials,
+                        time_budget_s=t.time_budget_s, reuse_actors=False, trial_dirname_creator=_trial_dirname),
+                    run_config=tune.RunConfig(
+                        name=ident.name, storage_path=ident.storage_path, callbacks=[lifecycle], verbose=0,
+                        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                        failure_config=tune.FailureConfig(max_failures=0)))
+            grid = tuner.fit()
+        outcomes = collect_outcomes(grid, space, t.metric, t.mode)
+        budget_hit = t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s
+        unfinished = any(o.status == "unfinished" for o in outcomes)
+        if interrupt.signalled or (unfinished and not budget_hit):
+            status, error = "KILLED", "interrupted"
+        elif any(o.status in ("finished", "stopped_early") for o in outcomes):
+            status = "FINISHED"
+        else:
+            error = "every trial failed: " + "; ".join(sorted({o.error or "?" for o in outcomes}))[:1000]
+    except KeyboardInterrupt:
+        status, error = "KILLED", "interrupted"
+    except Exception as e:  # noqa: BLE001 - the parent run must still be closed
+        error = f"{type(e).__name__}: {e}"
+
+    best = best_outcome(outcomes, t.mode) if status == "FINISHED" else None
+    rows = trial_rows(outcomes, list(space.params), t.metric)
+    out: dict[str, Any] = {
+        "status": status, "name": ident.name, "experiment_path": ident.path, "space": space.name,
+        "search": t.search, "scheduler": t.scheduler, "metric": t.metric, "mode": t.mode,
+        "parent_run_id": ctx.run_id if ctx else None, "experiment": cfg.tracking.experiment,
+        "num_trials": len(outcomes), "counts": {s: sum(o.status == s for o in outcomes)
+                                               for s in ("finished", "stopped_early", "failed", "unfinished")},
+        "trial_epochs": sum(o.reports for o in outcomes), "trials": rows, "table": trials_table(rows) if rows else "",
+    }
+    if best is not None:
+        out["best"] = {"trial_id": best.trial_id, "value": best.best, "params": best.params,
+                       "run_id": best.run_id, "checkpoint": best.checkpoint_path}
+    try:
+        if children is not None:
+            close_children(children, ident.name, outcomes)
+            if best is not None:
+                out["best"]["run_id"] = best.run_id
+        if ctx is not None and status == "FINISHED":
+            log_search_summary(ctx, outcomes, space, t.metric, t.mode, best)
+            if best is not None and cfg.registry.enabled and best.run_id:
+                best_cfg = trial_config(base, space, best.params)
+                out.update(register_best(children, best, best_cfg, prep, ident.name, ctx.run_id))
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        if ctx is not None:
+            tracking.end_run(ctx, status)
+    if error:
+        out["error"] = error
+    out["status"] = status
+    out["wall_seconds"] = round(time.time() - t0, 1)
+    return out

@@ -1,0 +1,35 @@
+"""`tune.search` -> (Tune searcher, param_space, num_samples): random, grid, optuna, hyperopt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnray.config import TuneConfig
+from cnnray.tune.domains import OptunaDefineByRun, grid_param_space, grid_points, param_space
+from cnnray.tune.space import SearchSpace
+
+
+def build_search(t: TuneConfig, space: SearchSpace) -> tuple[Any, dict[str, Any], int]:
+    """The searcher (None: Tune's variant generator), the Tuner's param_space and its num_samples."""
+    if t.search == "grid":
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        # Each distinct point once: num_samples would repeat the whole grid.
+        return BasicVariantGenerator(random_state=t.seed), grid_param_space(space), 1
+    if t.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(space=OptunaDefineByRun(space), metric=t.metric, mode=t.mode, seed=t.seed), {}, t.num_samples
+    if t.search == "hyperopt":
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        return (HyperOptSearch(metric=t.metric, mode=t.mode, random_state_seed=t.seed), param_space(space),
+                t.num_samples)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=t.seed), param_space(space), t.num_samples
+
+
+def expected_trials(t: TuneConfig, space: SearchSpace) -> int:
+    """How many trials the search will run when nothing stops it."""
+    return len(grid_points(space)) if t.search == "grid" else t.num_samples
