@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from cnnray.tune.outcome import TrialOutcome  # noqa: E402
 from cnnray.tune.space import SearchSpace  # noqa: E402
@@ -54,10 +55,13 @@ def plot_metric_vs_params(outcomes: list[TrialOutcome], space: SearchSpace, metr
             index = {label: i for i, label in enumerate(labels)}
             xs = [index.get(json.dumps(v) if isinstance(v, (list, dict)) else str(v), -1) for v, _ in pts]
             ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+            ax.set_xlim(-0.5, len(labels) - 0.5)
         else:
             xs = [v for v, _ in pts]
             if p.kind == "loguniform":
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
+            ax.set_xlim(p.low, p.high)  # the whole searched range, not just what was sampled
         ax.scatter(xs, [b for _, b in pts], s=18)
         ax.set_title(key, fontsize=9)
         ax.set_ylabel(metric, fontsize=8)

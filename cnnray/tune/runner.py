@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cnnray.config import Config
@@ -66,6 +68,8 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     from dataclasses import replace
 
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+    from ray.tune.search import Searcher
 
     from cnnray import tracking
     from cnnray.train.trainer import ensure_ray, prepare_run
@@ -85,6 +89,8 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
                                         "scaling": base.scaling.model_copy(update={"storage_path": f"{ident.path}/train"})})
     prep = prepare_run(check_cfg)  # data and model of the base config; DataError/ConfigError -> exit 2
     _check_model_edges(space, prep)
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables on the console
     ensure_ray(cfg.run.address, verbose)
     random.seed(t.seed)  # PBT's explore/exploit draws
 
@@ -98,7 +104,7 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     if not ident.resume:
         save_state(ident, cfg, space)
         if ctx is not None and space.source:
-            tracking.runs.log_artifact_file(ctx, space.source)
+            tracking.runs.log_text(ctx, Path(space.source).read_text(), "search_space.yaml")
     setup = TrialSetup(prep=replace(prep, cfg=base), space=space, tune_name=ident.name,
                        experiment_path=ident.path, tracking_uri=ctx.uri if ctx else None,
                        parent_run_id=ctx.run_id if ctx else None)
@@ -116,14 +122,17 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
                 tuner = tune.Tuner.restore(ident.path, trainable=trainable, resume_errored=True)
             else:
                 search_alg, params, num_samples = build_search(t, space)
+                limit = t.max_concurrent_trials if isinstance(search_alg, Searcher) else None
                 tuner = tune.Tuner(
                     trainable, param_space=params,
                     tune_config=tune.TuneConfig(
                         metric=t.metric, mode=t.mode, num_samples=num_samples, search_alg=search_alg,
-                        scheduler=build_scheduler(t, space), max_concurrent_trials=t.max_concurrent_trials,
+                        scheduler=build_scheduler(t, space), max_concurrent_trials=limit,
                         time_budget_s=t.time_budget_s, reuse_actors=False, trial_dirname_creator=_trial_dirname),
                     run_config=tune.RunConfig(
-                        name=ident.name, storage_path=ident.storage_path, callbacks=[lifecycle], verbose=0,
+                        name=ident.name, storage_path=ident.storage_path, verbose=0,
+                        # result.json explicitly: outcomes read it, and auto loggers may be disabled.
+                        callbacks=[lifecycle, JsonLoggerCallback()],
                         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                         failure_config=tune.FailureConfig(max_failures=0)))
             grid = tuner.fit()

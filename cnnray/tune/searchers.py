@@ -15,7 +15,8 @@ def build_search(t: TuneConfig, space: SearchSpace) -> tuple[Any, dict[str, Any]
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         # Each distinct point once: num_samples would repeat the whole grid.
-        return BasicVariantGenerator(random_state=t.seed), grid_param_space(space), 1
+        return (BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials),
+                grid_param_space(space), 1)
     if t.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
@@ -27,7 +28,9 @@ def build_search(t: TuneConfig, space: SearchSpace) -> tuple[Any, dict[str, Any]
                 t.num_samples)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=t.seed), param_space(space), t.num_samples
+    # Tune's max_concurrent_trials only limits Searchers; the variant generator takes its own limit.
+    return (BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials),
+            param_space(space), t.num_samples)
 
 
 def expected_trials(t: TuneConfig, space: SearchSpace) -> int:

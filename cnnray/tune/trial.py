@@ -112,9 +112,9 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     storage = f"{setup.experiment_path.rstrip('/')}/train"
     prep = replace(setup.prep, cfg=cfg, run_name=name, storage_path=storage, run_dir=f"{storage}/{name}", resume=False)
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
-    callbacks = [ForwardToTune(queue)]
-    if logger is not None:
-        callbacks.append(ReportCallback(EpochSink(logger, None)))
+    # MLflow first: a scheduler's stop can kill this trial while ForwardToTune waits on Tune.
+    callbacks = [ReportCallback(EpochSink(logger, None))] if logger is not None else []
+    callbacks.append(ForwardToTune(queue))
     extra_loop = {"init_checkpoint": _checkpoint_uri(restore, setup.experiment_path)} if restore else {}
     trainer = build_trainer(prep, callbacks, extra_loop_config=extra_loop)
     extra: dict[str, Any] = {"mlflow_run_id": ctx.run_id if ctx else ""}

@@ -1,0 +1,146 @@
+"""`cnnray tune` end to end on the real local Ray cluster and MLflow server: ASHA, resume, PBT."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from cnnray.config import load_config
+
+# 16x16 digits, a narrow ResNet-18, one worker per trial, two trials at a time: fits 2 cores.
+TINY = ["data.image_size=16", "model.width=0.125", "train.batch_size=64", "tune.trial_workers=1",
+        "tune.max_concurrent_trials=2", "tune.max_epochs=2"]
+
+
+def _args(tmp_path, uri, *extra):
+    return TINY + [f"tracking.uri={uri}", f"scaling.storage_path={tmp_path / 'ray'}",
+                   f"tracking.experiment=tune-{tmp_path.name}", *extra]
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _children(uri, parent):
+    client = _client(uri)
+    return client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+
+
+def _steps(uri, run_id, key="val_acc"):
+    return sorted(m.step for m in _client(uri).get_metric_history(run_id, key))
+
+
+def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, mlflow_server, tmp_path):
+    from cnnray.tune.runner import run_tune
+
+    lines: list[str] = []
+    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=asha", "tune.num_samples=4",
+                                      "registry.name=tune-asha"))
+    result = run_tune(cfg, on_line=lines.append)
+    assert result["status"] == "FINISHED", result
+    assert result["num_trials"] == 4 and result["counts"]["failed"] == 0
+    assert result["counts"]["finished"] >= 1  # ASHA lets the best run to the end
+    client = _client(mlflow_server)
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["tune.scheduler"] == "asha" and parent.data.params["tune.num_samples"] == "4"
+    children = _children(mlflow_server, parent)
+    assert len(children) == 4
+    rows = {r["trial_id"]: r for r in result["trials"]}
+    assert {c.data.tags["cnnray.trial_id"] for c in children} == set(rows)
+    for child in children:
+        row = rows[child.data.tags["cnnray.trial_id"]]
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["stopped_early"] == str(row["status"] == "stopped_early").lower()
+        # Every epoch the trial ran reached MLflow, stopped trials included, each once.
+        assert _steps(mlflow_server, child.info.run_id) == list(range(row["epochs_run"]))
+        assert float(child.data.params["optim.lr"]) == row["optim.lr"]
+        assert child.data.params["train.epochs"] == "2"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "trials.txt", "best_so_far.png", "metric_vs_params.png", "search_space.yaml"} <= artifacts
+    best = result["best"]
+    assert best["value"] == max(r["best_val_acc"] for r in result["trials"])
+    assert parent.data.metrics["best_val_acc"] == best["value"]
+    mv = client.get_model_version_by_alias("tune-asha", "challenger")
+    assert mv.version == result["version"] and mv.run_id == best["run_id"]
+    assert mv.tags["cnnray.tune_run"] == "asha" and mv.tags["cnnray.trial_id"] == best["trial_id"]
+    assert mv.tags["cnnray.tune_parent_run_id"] == parent.info.run_id
+    assert any("stopped by the scheduler" in line for line in lines) == (result["counts"]["stopped_early"] > 0)
+
+
+def test_interrupted_search_resumes_with_every_trial_once(ray_local, mlflow_server, tmp_path):
+    from cnnray.tracking import find_run_by_name
+
+    address = ray_local.get_runtime_context().gcs_address
+    args = ["tune", *_args(tmp_path, mlflow_server, "run.name=intr", "tune.num_samples=3", "tune.scheduler=fifo",
+                           "registry.name=tune-intr"), f"--address={address}", "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "cnnray.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    experiment = f"tune-{tmp_path.name}"
+    deadline, parent_id, first = time.time() + 300, None, None
+    while time.time() < deadline and proc.poll() is None:
+        parent_id = parent_id or find_run_by_name(mlflow_server, experiment, "intr")
+        if parent_id:
+            done = [c for c in _children(mlflow_server, _client(mlflow_server).get_run(parent_id))
+                    if c.info.status == "FINISHED"]
+            if done:
+                first = done[0].data.tags["cnnray.trial_id"]
+                break
+        time.sleep(0.5)
+    assert first and proc.poll() is None, proc.communicate()[0][-3000:]
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=180)[0]
+    assert proc.returncode != 0, out[-3000:]
+    assert _client(mlflow_server).get_run(parent_id).info.status == "KILLED"
+
+    again = subprocess.run([sys.executable, "-m", "cnnray.cli", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    resumed = subprocess.run([sys.executable, "-m", "cnnray.cli", "tune", "--resume", "intr",
+                              f"scaling.storage_path={tmp_path / 'ray'}", f"--address={address}", "--json"],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["parent_run_id"] == parent_id and result["num_trials"] == 3
+    assert result["counts"]["finished"] == 3
+    parent = _client(mlflow_server).get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    children = _children(mlflow_server, parent)
+    ids = [c.data.tags["cnnray.trial_id"] for c in children]
+    assert sorted(ids) == sorted({r["trial_id"] for r in result["trials"]}) and len(ids) == 3  # no duplicates
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert _steps(mlflow_server, child.info.run_id) == [0, 1]
+    # The trial that had finished before the interrupt was not run again (one Train run only).
+    assert len(list((tmp_path / "ray" / "intr" / "train").glob(f"{first}-*"))) == 1
+    assert result["version"]
+
+
+def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server, tmp_path):
+    from cnnray.tune.runner import run_tune
+
+    space = tmp_path / "pbt.yaml"
+    # One hopeless lr and one good one (tune.seed=1 draws both): the bad trial must copy the good one.
+    space.write_text("params:\n  optim.lr: [1.0e-6, 3.0e-3]\n  train.label_smoothing: {type: uniform, low: 0.0, high: 0.1}\n")
+    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=pbt", "tune.scheduler=pbt",
+                                      "tune.num_samples=2", "tune.max_epochs=4", "tune.seed=1",
+                                      "registry.enabled=false"))
+    result = run_tune(cfg, space_ref=str(space), on_line=lambda s: None)
+    assert result["status"] == "FINISHED", result
+    restored = [r for r in result["trials"] if r.get("restored_from")]
+    assert restored, result["table"]
+    ids = {r["trial_id"] for r in result["trials"]}
+    for r in restored:
+        source = r["restored_from"].split("@")[0]
+        assert source in ids and source != r["trial_id"]  # another trial's checkpoint
+        assert r["epochs_run"] == 4  # and it carried on from that checkpoint to the end
+    children = _children(mlflow_server, _client(mlflow_server).get_run(result["parent_run_id"]))
+    assert len(children) == 2  # a restarted trial re-attaches its run
+    tagged = [c for c in children if "cnnray.restored_from" in c.data.tags]
+    assert {c.data.tags["cnnray.trial_id"] for c in tagged} == {r["trial_id"] for r in restored}
+    assert all(c.info.status == "FINISHED" for c in children)
