@@ -143,3 +143,14 @@ def test_interrupt_ends_killed_and_resume_continues_same_run(ray_local, mlflow_s
     assert result["run_id"] == run_id
     assert _epochs_logged(mlflow_server, run_id) == [0, 1, 2, 3]
     assert _client(mlflow_server).get_run(run_id).info.status == "FINISHED"
+
+
+def test_elastic_worker_range_runs(ray_local, tmp_path):
+    from cnnray.train.trainer import run_training
+
+    cfg = load_config(overrides=TINY + ["train.epochs=1", "scaling.num_workers=[1, 2]", "tracking.enabled=false",
+                                        f"scaling.storage_path={tmp_path}"])
+    reports = []
+    result = run_training(cfg, on_line=lambda s: None, on_report=reports.append)
+    assert result["status"] == "FINISHED", result
+    assert reports and 1 <= reports[-1]["world_size"] <= 2

@@ -13,15 +13,6 @@ from cnnray.models import create_model, list_models
 SMALL = {"num_classes": 10, "stem": "cifar", "width": 0.25}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; it also avoids OpenMP spin-waits on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _batch(seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(2, 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last)

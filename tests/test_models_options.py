@@ -15,15 +15,6 @@ POOLS = ["max", "avg", "mixed", "stochastic", "learnable", "attention"]
 TINY = {"num_classes": 5, "stem": "cifar", "width": 0.125}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; it also avoids OpenMP spin-waits on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train_step(model: nn.Module, size: int = 16) -> torch.Tensor:
     torch.manual_seed(0)
     out = model.train()(torch.randn(2, 3, size, size))

@@ -12,15 +12,6 @@ from cnnray.models import count_flops, count_params, create_model
 PAPER_SE_CBAM_RESNET50 = 28.09e6  # CBAM paper (Woo et al. 2018), Table 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; it also avoids OpenMP spin-waits on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _meta(name: str, **kwargs) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kwargs)

@@ -56,7 +56,7 @@ def _baseline(root: Path, size: int, batch_size: int, mean: tuple, std: tuple, e
     return _epoch_rates(lambda _: loader, epochs)
 
 
-def run_data_bench(num_images: int = 2000, image_size: int = 32, batch_size: int = 128, epochs: int = 2
+def run_data_bench(num_images: int = 10000, image_size: int = 32, batch_size: int = 128, epochs: int = 2
                    ) -> dict[str, Any]:
     """Median images/s over epochs of each pipeline on one generated PNG folder, and ratios to the baseline."""
     from cnnray.data import MemoryLoader, StreamingLoader, build_streaming_datasets, build_transforms

@@ -40,7 +40,9 @@ def log_and_register(
     mlflow.set_tracking_uri(ctx.uri)
     client = MlflowClient(tracking_uri=ctx.uri)
     # log_model needs an active run; attach to ours without changing its status at exit.
-    with contextlib.redirect_stdout(io.StringIO()), mlflow.start_run(run_id=ctx.run_id):
+    # MLflow prints run links and registration chatter; the command prints its own summary.
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), mlflow.start_run(run_id=ctx.run_id):
         info = mlflow.pytorch.log_model(
             model, name="model", signature=signature, input_example=example,
             registered_model_name=registered_name, await_registration_for=60,

@@ -134,7 +134,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         done = stop or epoch + 1 == epochs
         skip = {"confusion_matrix", "epoch", "should_stop", "best_epoch", "is_best"}
         metrics = {**train_metrics, **{k: v for k, v in val.items() if k not in skip}, "epoch": epoch,
-                   "images_per_s": train_metrics.get("images_per_s", 0.0) * world, "done": done,
+                   "images_per_s": train_metrics.get("images_per_s", 0.0) * world, "world_size": world, "done": done,
                    "stopped_early": bool(stop and epoch + 1 < epochs)}
         if val.get("is_best"):
             meta = {"best_epoch": epoch, "best_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
