@@ -59,20 +59,30 @@ def ray_throughput(cfg: Config) -> float:
     return _median_after_warmup(rates)
 
 
-def precision_throughput(precision: str, channels_last: bool, *, width: float = 1.0, batch: int = 64,
-                         steps: int = 6, repeats: int = 3, threads: int = 2) -> float:
-    """Median images/s of ResNet-18 training steps on 32x32 inputs at the given precision and layout."""
+def precision_engines(*, width: float = 1.0, batch: int = 64, steps: int = 6, threads: int = 2):
+    """Two engines on the same ResNet-18 (32x32, cifar stem): fp32 NCHW and bf16 channels_last, plus data."""
     from cnnray.models import create_model
     from cnnray.train.engine import Engine
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    cfg = load_config(overrides={"train.precision": precision, "train.channels_last": channels_last,
-                                 "train.ema": False, "train.epochs": repeats + 1})
-    model = create_model("resnet18", num_classes=10, in_chans=3, stem="cifar", width=width)
-    engine = Engine(model, cfg, steps_per_epoch=steps, num_classes=10, device=torch.device("cpu"))
+    engines = {}
+    for name, precision, cl in (("fp32_nchw", "fp32", False), ("bf16_channels_last", "bf16", True)):
+        torch.manual_seed(0)
+        cfg = load_config(overrides={"train.precision": precision, "train.channels_last": cl, "train.ema": False})
+        model = create_model("resnet18", num_classes=10, in_chans=3, stem="cifar", width=width)
+        engines[name] = Engine(model, cfg, steps_per_epoch=steps, num_classes=10, device=torch.device("cpu"))
     data = [(torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))) for _ in range(steps)]
-    return _median_after_warmup([engine.train_epoch(data)["images_per_s"] for _ in range(repeats + 1)])
+    return engines, data
+
+
+def precision_throughput(rounds: int = 4, **kwargs: Any) -> dict[str, float]:
+    """Median training images/s of each precision; rounds alternate so machine noise hits both alike."""
+    engines, data = precision_engines(**kwargs)
+    rates: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(rounds + 1):
+        for name, engine in engines.items():
+            rates[name].append(engine.train_epoch(data)["images_per_s"])
+    return {name: _median_after_warmup(r) for name, r in rates.items()}
 
 
 def _time_to_target(cmd: list[str], pattern: str, target: float, cwd: str, timeout: float) -> float | None:
@@ -114,8 +124,8 @@ def run_train_bench(epochs: int = 4, quick: bool = False) -> dict[str, Any]:
                                   "tracking.enabled": False, "registry.enabled": False})
     plain = plain_throughput(base, threads=1)
     ray_rate = ray_throughput(base)
-    fp32 = precision_throughput("fp32", False)
-    bf16 = precision_throughput("bf16", True)
+    prec = precision_throughput()
+    fp32, bf16 = prec["fp32_nchw"], prec["bf16_channels_last"]
     out: dict[str, Any] = {
         "plain_images_per_s": plain, "ray_images_per_s": ray_rate, "ray_over_plain": ray_rate / plain,
         "fp32_nchw_images_per_s": fp32, "bf16_channels_last_images_per_s": bf16, "bf16_cl_over_fp32": bf16 / fp32,
