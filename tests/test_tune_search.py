@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -93,7 +92,9 @@ def test_interrupted_search_resumes_with_every_trial_once(ray_local, mlflow_serv
                 first = done[0].data.tags["cnnray.trial_id"]
                 break
         time.sleep(0.5)
-    assert first and proc.poll() is None, proc.communicate()[0][-3000:]
+    if not first or proc.poll() is not None:
+        proc.kill()
+        raise AssertionError(f"no trial finished while the search ran:\n{proc.communicate()[0][-3000:]}")
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=180)[0]
     assert proc.returncode != 0, out[-3000:]
@@ -128,7 +129,7 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
     # One hopeless lr and one good one (tune.seed=1 draws both): the bad trial must copy the good one.
     space.write_text("params:\n  optim.lr: [1.0e-6, 3.0e-3]\n  train.label_smoothing: {type: uniform, low: 0.0, high: 0.1}\n")
     cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=pbt", "tune.scheduler=pbt",
-                                      "tune.num_samples=2", "tune.max_epochs=4", "tune.seed=1",
+                                      "tune.num_samples=2", "tune.max_epochs=3", "tune.seed=1",
                                       "registry.enabled=false"))
     result = run_tune(cfg, space_ref=str(space), on_line=lambda s: None)
     assert result["status"] == "FINISHED", result
@@ -138,9 +139,11 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
     for r in restored:
         source = r["restored_from"].split("@")[0]
         assert source in ids and source != r["trial_id"]  # another trial's checkpoint
-        assert r["epochs_run"] == 4  # and it carried on from that checkpoint to the end
+        assert r["epochs_run"] == 3  # and it carried on from that checkpoint to the end
     children = _children(mlflow_server, _client(mlflow_server).get_run(result["parent_run_id"]))
     assert len(children) == 2  # a restarted trial re-attaches its run
     tagged = [c for c in children if "cnnray.restored_from" in c.data.tags]
-    assert {c.data.tags["cnnray.trial_id"] for c in tagged} == {r["trial_id"] for r in restored}
+    # Every trial that trained on from another trial's checkpoint says so on its run (a clone at the last
+    # epoch, with nothing left to train, is tagged too).
+    assert {r["trial_id"] for r in restored} <= {c.data.tags["cnnray.trial_id"] for c in tagged}
     assert all(c.info.status == "FINISHED" for c in children)

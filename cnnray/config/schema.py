@@ -123,25 +123,25 @@ class RegistryConfig(_Strict):
 
 
 class TuneConfig(_Strict):
-    """Ray Tune search settings."""
+    """Ray Tune search settings (`cnnray tune`)."""
 
-    space: str = "default"
-    num_samples: int = Field(default=4, ge=1)
+    space: str = "default"  # a built-in space (workflows/configs/spaces) or a YAML file
+    num_samples: int = Field(default=4, ge=1)  # trials to sample (grid search: every point once)
     max_concurrent_trials: int = Field(default=2, ge=1)
-    trial_workers: int = Field(default=1, ge=1)
-    trial_cpus: float = Field(default=1.0, gt=0)
-    trial_gpus: float = Field(default=0.0, ge=0)
-    metric: str = "val_acc"
+    trial_workers: int = Field(default=1, ge=1)  # DDP workers per trial
+    trial_cpus: float = Field(default=1.0, gt=0)  # per worker
+    trial_gpus: float = Field(default=0.0, ge=0)  # per worker; fractions share a GPU between trials
+    metric: str = "val_acc"  # val_acc, val_top5, val_f1_macro (max) or val_loss, train_loss (min)
     mode: Literal["max", "min"] = "max"
     scheduler: Literal["asha", "hyperband", "median", "pbt", "fifo"] = "asha"
     search: Literal["random", "grid", "optuna", "hyperopt"] = "random"
-    max_epochs: int = Field(default=4, ge=1)
-    grace_period: int = Field(default=1, ge=1)
-    reduction_factor: float = Field(default=2.0, gt=1)
-    perturbation_interval: int = Field(default=1, ge=1)
-    time_budget_s: float | None = Field(default=None, gt=0)
-    seed: int = 0
-    resume: bool = False
+    max_epochs: int = Field(default=4, ge=1)  # every trial's train.epochs
+    grace_period: int = Field(default=1, ge=1)  # epochs before asha/median may stop a trial
+    reduction_factor: float = Field(default=2.0, gt=1)  # asha/hyperband
+    perturbation_interval: int = Field(default=1, ge=1)  # pbt, in epochs
+    time_budget_s: float | None = Field(default=None, gt=0)  # stop the search after this long
+    seed: int = 0  # searcher and PBT draws
+    resume: bool = False  # continue the search run.name (`--resume NAME`)
 
 
 class Config(_Strict):

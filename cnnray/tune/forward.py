@@ -13,6 +13,7 @@ import tempfile
 from typing import Any
 
 from ray.train import UserCallback
+from ray.train.v2._internal.execution.callback import ControllerCallback
 
 
 class ForwardToTune(UserCallback):
@@ -29,3 +30,19 @@ class ForwardToTune(UserCallback):
             staged = tempfile.mkdtemp(prefix="cnnray-tune-ckpt-")
             checkpoint.to_directory(staged)
         self.queue.put({"metrics": dict(metrics[0]), "checkpoint_dir": staged})
+
+
+class ShareController(ControllerCallback):
+    """Runs in the Train controller as it starts: hands its actor handle to the trial (see cnnray.tune.abort).
+
+    An internal Ray Train hook (RunConfig accepts any RayTrainCallback): no public callback fires before
+    the first report, and a trial can be stopped before it reports.
+    """
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def after_controller_start(self, train_run_context) -> None:
+        import ray
+
+        self.queue.put({"controller": ray.get_runtime_context().current_actor})

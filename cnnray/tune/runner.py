@@ -6,6 +6,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,6 @@ from cnnray.tune.experiment import SearchIdentity, load_state, save_state, searc
 from cnnray.tune.settings import check_settings, trial_base_config
 from cnnray.tune.space import SearchSpace, load_space
 from cnnray.tune.space_check import check_space
-
-TRIAL_RESOURCES = {"cpu": 0, "memory": 1 << 20}  # the trial driver only waits; its Train workers hold the CPUs
-# (Tune refuses an all-zero request, hence a token of memory.)
 
 
 def resolve_search(cfg: Config, space_ref: str | None = None) -> tuple[Config, SearchSpace, SearchIdentity]:
@@ -55,21 +53,11 @@ def _check_model_edges(space: SearchSpace, prep: Any) -> None:
                 raise ConfigError(f"search space '{space.name}': {p.key}={value!r}: {e}") from None
 
 
-def _trial_dirname(trial: Any) -> str:
-    return trial.trial_id
-
-
 def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False,
              on_line: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) a search; returns the result object. ConfigError before any trial on bad input."""
     t0 = time.time()
     cfg, space, ident = resolve_search(cfg, space_ref)
-
-    from dataclasses import replace
-
-    from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
-    from ray.tune.search import Searcher
 
     from cnnray import tracking
     from cnnray.train.trainer import ensure_ray, prepare_run
@@ -77,17 +65,16 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     from cnnray.tune.interrupt import SearchInterrupt
     from cnnray.tune.lifecycle import TrialLifecycle
     from cnnray.tune.outcome import best_outcome, collect_outcomes
-    from cnnray.tune.report import trial_rows, trials_table
     from cnnray.tune.resolve import trial_config
-    from cnnray.tune.schedulers import build_scheduler
-    from cnnray.tune.searchers import build_search
-    from cnnray.tune.trial import TrialSetup, run_trial
+    from cnnray.tune.result import search_result, search_status
+    from cnnray.tune.trial import TrialSetup
+    from cnnray.tune.tuner import build_tuner, make_trainable
 
     t = cfg.tune
     base = trial_base_config(cfg)
     check_cfg = base.model_copy(update={"run": base.run.model_copy(update={"name": ident.name}),
                                         "scaling": base.scaling.model_copy(update={"storage_path": f"{ident.path}/train"})})
-    prep = prepare_run(check_cfg)  # data and model of the base config; DataError/ConfigError -> exit 2
+    prep = replace(prepare_run(check_cfg), cfg=base)  # data and model checked: DataError/ConfigError -> exit 2
     _check_model_edges(space, prep)
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables on the console
@@ -105,67 +92,33 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
         save_state(ident, cfg, space)
         if ctx is not None and space.source:
             tracking.runs.log_text(ctx, Path(space.source).read_text(), "search_space.yaml")
-    setup = TrialSetup(prep=replace(prep, cfg=base), space=space, tune_name=ident.name,
-                       experiment_path=ident.path, tracking_uri=ctx.uri if ctx else None,
-                       parent_run_id=ctx.run_id if ctx else None)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), TRIAL_RESOURCES)
-    lifecycle = TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line)
+    setup = TrialSetup(prep=prep, space=space, tune_name=ident.name, experiment_path=ident.path,
+                       tracking_uri=ctx.uri if ctx else None, parent_run_id=ctx.run_id if ctx else None)
     on_line(f"search {ident.name}: space '{space.name}' ({len(space.params)} keys), {t.search} search, "
             f"{t.scheduler} scheduler, {t.max_epochs} epochs max, {t.max_concurrent_trials} at a time"
             + (" (resumed)" if ident.resume else ""))
 
-    status, error, outcomes = "FAILED", None, []
+    status, error, outcomes, tuner = "FAILED", None, [], None
     interrupt = SearchInterrupt()
     try:
         with interrupt:
-            if ident.resume:
-                tuner = tune.Tuner.restore(ident.path, trainable=trainable, resume_errored=True)
-            else:
-                search_alg, params, num_samples = build_search(t, space)
-                limit = t.max_concurrent_trials if isinstance(search_alg, Searcher) else None
-                tuner = tune.Tuner(
-                    trainable, param_space=params,
-                    tune_config=tune.TuneConfig(
-                        metric=t.metric, mode=t.mode, num_samples=num_samples, search_alg=search_alg,
-                        scheduler=build_scheduler(t, space), max_concurrent_trials=limit,
-                        time_budget_s=t.time_budget_s, reuse_actors=False, trial_dirname_creator=_trial_dirname),
-                    run_config=tune.RunConfig(
-                        name=ident.name, storage_path=ident.storage_path, verbose=0,
-                        # result.json explicitly: outcomes read it, and auto loggers may be disabled.
-                        callbacks=[lifecycle, JsonLoggerCallback()],
-                        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                        failure_config=tune.FailureConfig(max_failures=0)))
-            grid = tuner.fit()
-        outcomes = collect_outcomes(grid, space, t.metric, t.mode)
+            tuner = build_tuner(t, space, ident, make_trainable(setup),
+                                [TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line)])
+            outcomes = collect_outcomes(tuner.fit(), space, t.metric, t.mode)
         budget_hit = t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s
-        unfinished = any(o.status == "unfinished" for o in outcomes)
-        if interrupt.signalled or (unfinished and not budget_hit):
-            status, error = "KILLED", "interrupted"
-        elif any(o.status in ("finished", "stopped_early") for o in outcomes):
-            status = "FINISHED"
-        else:
-            error = "every trial failed: " + "; ".join(sorted({o.error or "?" for o in outcomes}))[:1000]
-    except KeyboardInterrupt:
+        status, error = search_status(outcomes, signalled=interrupt.signalled, budget_hit=budget_hit)
+    except KeyboardInterrupt:  # a second signal: Tune's graceful stop was cut short
         status, error = "KILLED", "interrupted"
+        outcomes = _saved_outcomes(tuner, space, t.metric, t.mode)
     except Exception as e:  # noqa: BLE001 - the parent run must still be closed
         error = f"{type(e).__name__}: {e}"
 
     best = best_outcome(outcomes, t.mode) if status == "FINISHED" else None
-    rows = trial_rows(outcomes, list(space.params), t.metric)
-    out: dict[str, Any] = {
-        "status": status, "name": ident.name, "experiment_path": ident.path, "space": space.name,
-        "search": t.search, "scheduler": t.scheduler, "metric": t.metric, "mode": t.mode,
-        "parent_run_id": ctx.run_id if ctx else None, "experiment": cfg.tracking.experiment,
-        "num_trials": len(outcomes), "counts": {s: sum(o.status == s for o in outcomes)
-                                               for s in ("finished", "stopped_early", "failed", "unfinished")},
-        "trial_epochs": sum(o.reports for o in outcomes), "trials": rows, "table": trials_table(rows) if rows else "",
-    }
-    if best is not None:
-        out["best"] = {"trial_id": best.trial_id, "value": best.best, "params": best.params,
-                       "run_id": best.run_id, "checkpoint": best.checkpoint_path}
+    out = search_result(status, ident, t, space, outcomes, best, ctx.run_id if ctx else None,
+                        cfg.tracking.experiment)
     try:
         if children is not None:
-            close_children(children, ident.name, outcomes)
+            close_children(children, ident.name, outcomes)  # fills in run ids found by name
             if best is not None:
                 out["best"]["run_id"] = best.run_id
         if ctx is not None and status == "FINISHED":
@@ -181,6 +134,15 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
             tracking.end_run(ctx, status)
     if error:
         out["error"] = error
-    out["status"] = status
     out["wall_seconds"] = round(time.time() - t0, 1)
     return out
+
+
+def _saved_outcomes(tuner: Any, space: SearchSpace, metric: str, mode: str) -> list:
+    """Trial outcomes from the experiment state on storage, when fit() did not return them."""
+    from cnnray.tune.outcome import collect_outcomes
+
+    try:
+        return collect_outcomes(tuner.get_results(), space, metric, mode) if tuner is not None else []
+    except Exception:  # noqa: BLE001 - nothing saved yet
+        return []

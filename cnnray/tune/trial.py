@@ -24,7 +24,8 @@ from ray.util.queue import Empty, Queue
 
 from cnnray.config import config_hash, to_yaml
 from cnnray.train.trainer import EpochSink, PreparedRun, ReportCallback, build_trainer
-from cnnray.tune.forward import ForwardToTune
+from cnnray.tune.abort import AbortTrainOnStop, forget_controller, set_controller
+from cnnray.tune.forward import ForwardToTune, ShareController
 from cnnray.tune.resolve import sampled_values, trial_config
 from cnnray.tune.space import SearchSpace
 
@@ -99,42 +100,23 @@ def _fit(trainer, box: dict[str, Any]) -> None:
         box["error"] = e
 
 
-def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Tune function trainable: train one trial, report every epoch (and its checkpoint) to Tune."""
-    trial_id = ray.tune.get_context().get_trial_id()
-    cfg = trial_config(setup.prep.cfg, setup.space, sampled_values(config))
-    restore = ray.tune.get_checkpoint()
-    source = _source_of(restore)
-    other = source.get("trial_id") not in (None, trial_id)
-    restored_from = f"{source['trial_id']}@{source['epoch']}" if other else None
-    ctx, logger = _attach_run(setup, cfg, trial_id, restored_from)
-    name = f"{trial_id}-{uuid.uuid4().hex[:6]}"  # a fresh Train run per start: Tune's checkpoint is the state
-    storage = f"{setup.experiment_path.rstrip('/')}/train"
-    prep = replace(setup.prep, cfg=cfg, run_name=name, storage_path=storage, run_dir=f"{storage}/{name}", resume=False)
-    queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
-    # MLflow first: a scheduler's stop can kill this trial while ForwardToTune waits on Tune.
-    callbacks = [ReportCallback(EpochSink(logger, None))] if logger is not None else []
-    callbacks.append(ForwardToTune(queue))
-    extra_loop = {"init_checkpoint": _checkpoint_uri(restore, setup.experiment_path)} if restore else {}
-    trainer = build_trainer(prep, callbacks, extra_loop_config=extra_loop)
-    extra: dict[str, Any] = {"mlflow_run_id": ctx.run_id if ctx else ""}
-    if restored_from:
-        extra["restored_from"] = restored_from
-    box: dict[str, Any] = {}
-    thread = threading.Thread(target=_fit, args=(trainer, box), daemon=True, name="cnnray-trial-fit")
-    thread.start()
+def _relay(queue: Queue, fit_thread: threading.Thread, trial_id: str, extra: dict[str, Any]) -> str | None:
+    """Report each epoch to Tune (with its staged checkpoint) until training ends; the run's error, if any."""
     error = None
     while True:
         try:
             item = queue.get(timeout=0.5)
         except Empty:
-            if not thread.is_alive() and queue.empty():
-                break
+            if not fit_thread.is_alive() and queue.empty():
+                return error
+            continue
+        if "controller" in item:
+            set_controller(item["controller"])
             continue
         metrics, staged = item["metrics"], item["checkpoint_dir"]
         try:
             if metrics.get("error"):
-                error = metrics["error"]  # a non-finite loss: no metrics to rank by, the trial fails below
+                error = metrics["error"]  # a non-finite loss: no metrics to rank by, the trial fails
                 continue
             checkpoint = None
             if staged:
@@ -144,8 +126,41 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         finally:
             if staged:
                 shutil.rmtree(staged, ignore_errors=True)
+
+
+def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Tune function trainable: train one trial, report every epoch (and its checkpoint) to Tune."""
+    trial_id = ray.tune.get_context().get_trial_id()
+    cfg = trial_config(setup.prep.cfg, setup.space, sampled_values(config))
+    restore = ray.tune.get_checkpoint()
+    source = _source_of(restore)
+    other = source.get("trial_id") not in (None, trial_id)
+    restored_from = f"{source['trial_id']}@{source['epoch']}" if other else None
+    ctx, logger = _attach_run(setup, cfg, trial_id, restored_from)
+    if source and int(source["epoch"]) + 1 >= cfg.train.epochs:
+        return  # restored at the last epoch (PBT clone, resumed search): nothing left to train
+    name = f"{trial_id}-{uuid.uuid4().hex[:6]}"  # a fresh Train run per start: Tune's checkpoint is the state
+    storage = f"{setup.experiment_path.rstrip('/')}/train"
+    prep = replace(setup.prep, cfg=cfg, run_name=name, storage_path=storage, run_dir=f"{storage}/{name}", resume=False)
+    queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
+    # MLflow first: a scheduler's stop can kill this trial while ForwardToTune waits on Tune.
+    callbacks = [ReportCallback(EpochSink(logger, None))] if logger is not None else []
+    callbacks += [ForwardToTune(queue), ShareController(queue)]
+    extra_loop = {"init_checkpoint": _checkpoint_uri(restore, setup.experiment_path)} if restore else {}
+    trainer = build_trainer(prep, callbacks, extra_loop_config=extra_loop)
+    extra: dict[str, Any] = {"mlflow_run_id": ctx.run_id if ctx else ""}
+    if restored_from:
+        extra["restored_from"] = restored_from
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=_fit, args=(trainer, box), daemon=True, name="cnnray-trial-fit")
+    thread.start()
+    error = _relay(queue, thread, trial_id, extra)
     thread.join()
+    forget_controller()
     if "error" in box:
         raise box["error"]
     if error:
         raise RuntimeError(error)
+
+
+run_trial.__mixins__ = (AbortTrainOnStop,)  # Tune builds the trainable class with this mixin
