@@ -71,6 +71,16 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     assert mv.tags["cnnray.tune_run"] == "asha" and mv.tags["cnnray.trial_id"] == best["trial_id"]
     assert mv.tags["cnnray.tune_parent_run_id"] == parent.info.run_id
     assert any("stopped by the scheduler" in line for line in lines) == (result["counts"]["stopped_early"] > 0)
+    _assert_resources_released(ray_local)
+
+
+def _assert_resources_released(ray, timeout_s: float = 60.0) -> None:
+    """Stopped trials must give back their Train workers' CPUs, or a long search starves."""
+    total = ray.cluster_resources().get("CPU")
+    deadline = time.time() + timeout_s
+    while ray.available_resources().get("CPU") != total and time.time() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU") == total, (ray.available_resources(), total)
 
 
 def test_interrupted_search_resumes_with_every_trial_once(ray_local, mlflow_server, tmp_path):
@@ -146,4 +156,5 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
     # Every trial that trained on from another trial's checkpoint says so on its run (a clone at the last
     # epoch, with nothing left to train, is tagged too).
     assert {r["trial_id"] for r in restored} <= {c.data.tags["cnnray.trial_id"] for c in tagged}
-    assert all(c.info.status == "FINISHED" for c in children)
+    assert all(c.info.status == "FINISHED" for c in children), [(c.data.tags["cnnray.trial_id"], c.info.status) for c in children]
+    _assert_resources_released(ray_local)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from cnnray.tune.outcome import MLFLOW_STATUS, trial_status
+from cnnray.tune.outcome import MLFLOW_STATUS, own_run_id, trial_status
 from cnnray.tune.trial import child_run_name
 
 
@@ -41,7 +41,7 @@ class TrialLifecycle(Callback):
         elif outcome == "failed":
             self.on_line(f"[{trial.trial_id}] FAILED")
         if self.tracking is not None:
-            run_id = last.get("mlflow_run_id") or self.tracking.find(child_run_name(self.tune_name, trial.trial_id))
+            run_id = own_run_id(trial.trial_id, last) or self.tracking.find(child_run_name(self.tune_name, trial.trial_id))
             if run_id:
                 self.tracking.close(run_id, MLFLOW_STATUS[outcome], stopped_early=outcome == "stopped_early")
 

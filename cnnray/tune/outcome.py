@@ -39,6 +39,17 @@ def trial_status(tune_status: str, last_result: dict[str, Any]) -> str:
     return "unfinished"
 
 
+def own_run_id(trial_id: str, last_result: dict[str, Any]) -> str | None:
+    """The MLflow run id a trial reported, if the result is its own.
+
+    A PBT clone restored at its last epoch reports nothing after the restore, and Tune leaves it the
+    cloned trial's last result: that run id belongs to the other trial, so the caller must look it up by name.
+    """
+    if last_result.get("trial_id") not in (None, trial_id):
+        return None
+    return last_result.get("mlflow_run_id") or None
+
+
 def best_of(values: list[float], mode: str) -> float | None:
     """Best finite value, or None."""
     finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
@@ -70,7 +81,7 @@ def collect_outcomes(grid: Any, space: SearchSpace, metric: str, mode: str) -> l
             trial_id=trial.trial_id, status=trial_status(trial.status, last),
             params=active_values(space, sampled_values(trial.config)),
             best=best_of([v for _, v in history], mode), epochs_run=int(last.get("epochs_done", 0)),
-            reports=len(history), run_id=last.get("mlflow_run_id") or None,
+            reports=len(history), run_id=own_run_id(trial.trial_id, last),
             checkpoint_path=result.checkpoint.path if result.checkpoint else None,
             error=str(result.error).splitlines()[0][:300] if result.error else None, restored_from=restored,
             history=history,
