@@ -1,0 +1,46 @@
+"""`cnnray bench`: each benchmark runs end to end at a tiny size and reports consistent ratios (no timing asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def test_unknown_benchmark_exits_2():
+    proc = subprocess.run([sys.executable, "-m", "cnnray.cli", "bench", "nonsense"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "nonsense" in proc.stderr
+
+
+def test_precision_bench_measures_both_engines():
+    from cnnray.bench.train import precision_throughput
+
+    rates = precision_throughput(rounds=1, width=0.125, batch=8, steps=2, threads=1)
+    assert set(rates) == {"fp32_nchw", "bf16_channels_last"} and all(v > 0 for v in rates.values())
+
+
+def test_train_bench_report_names_every_figure():
+    from cnnray.bench.train import PRECISION_BATCHES, format_train_bench
+
+    r = {"plain_images_per_s": 100.0, "ray_images_per_s": 98.0, "ray_over_plain": 0.98,
+         "time_to_99_cnnray_s": 50.0, "time_to_99_plain_s": None, "time_to_99_speedup": None}
+    for batch in PRECISION_BATCHES:
+        sfx = "" if batch == PRECISION_BATCHES[-1] else f"_b{batch}"
+        r.update({f"fp32_nchw_images_per_s{sfx}": 10.0, f"bf16_channels_last_images_per_s{sfx}": 25.0,
+                  f"bf16_cl_over_fp32{sfx}": 2.5})
+    text = format_train_bench(r)
+    assert "0.980" in text and "2.50x" in text and "not reached" in text
+    assert all(f"batch {b}" in text for b in PRECISION_BATCHES)
+
+
+@pytest.mark.timeout(300)
+def test_data_bench_runs_all_three_pipelines(ray_local):
+    from cnnray.bench.data import format_data_bench, run_data_bench
+
+    r = run_data_bench(num_images=200, image_size=16, batch_size=32, epochs=1)
+    assert r["num_images"] == 200
+    for kind in ("memory", "streaming", "baseline"):
+        assert r[f"{kind}_imgs_per_s"] > 0
+    assert r["memory_vs_baseline"] == pytest.approx(r["memory_imgs_per_s"] / r["baseline_imgs_per_s"], rel=0.02)
+    assert "streaming (Ray Data over parquet)" in format_data_bench(r)
