@@ -128,7 +128,7 @@ def run_train_bench(epochs: int = 4, quick: bool = False) -> dict[str, Any]:
     plain = plain_throughput(base, threads=1)
     ray_rate = ray_throughput(base)
     out: dict[str, Any] = {"plain_images_per_s": plain, "ray_images_per_s": ray_rate, "ray_over_plain": ray_rate / plain}
-    # Two batch sizes: the default per-worker batch (64), and 128, where fp32 falls out of cache and
+    # Two batch sizes: 64, and 128, where fp32 falls out of cache and
     # AMX bf16 does not; the headline figure is at 128, both are printed.
     for batch in PRECISION_BATCHES:
         prec = precision_throughput(batch=batch, steps=max(3, 384 // batch))

@@ -123,10 +123,11 @@ class EpochSink:
     extra: list[Callable[[dict[str, Any], bool], None]] = field(default_factory=list)
 
     def __call__(self, metrics: dict[str, Any], checkpointed: bool) -> None:
-        if self.logger is not None:
-            self.logger.on_report(metrics, checkpointed)
+        # Console first: an MLflow round trip (1-2 s on a local SQLite store) would delay the progress line.
         if self.queue is not None:
             self.queue.put_nowait(dict(metrics))
+        if self.logger is not None:
+            self.logger.on_report(metrics, checkpointed)
         for fn in self.extra:
             fn(metrics, checkpointed)
 
