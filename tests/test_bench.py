@@ -43,4 +43,4 @@ def test_data_bench_runs_all_three_pipelines(ray_local):
     for kind in ("memory", "streaming", "baseline"):
         assert r[f"{kind}_imgs_per_s"] > 0
     assert r["memory_vs_baseline"] == pytest.approx(r["memory_imgs_per_s"] / r["baseline_imgs_per_s"], rel=0.02)
-    assert "streaming (Ray Data over parquet)" in format_data_bench(r)
+    assert "streaming (Ray Data, raw parquet shards)" in format_data_bench(r)

@@ -56,8 +56,8 @@ def _baseline(root: Path, size: int, batch_size: int, mean: tuple, std: tuple, e
     return _epoch_rates(lambda _: loader, epochs)
 
 
-def run_data_bench(num_images: int = 10000, image_size: int = 32, batch_size: int = 128, epochs: int = 2
-                   ) -> dict[str, Any]:
+def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: int = 128, epochs: int = 2,
+                   shard_formats: tuple[str, ...] = ("raw", "png")) -> dict[str, Any]:
     """Median images/s over epochs of each pipeline on one generated PNG folder, and ratios to the baseline."""
     from cnnray.data import MemoryLoader, StreamingLoader, build_streaming_datasets, build_transforms
     from cnnray.data import describe_dataset, load_arrays
@@ -85,22 +85,29 @@ def run_data_bench(num_images: int = 10000, image_size: int = 32, batch_size: in
         with _torch_threads(TRANSFORM_THREADS):
             mem_rates = _epoch_rates(memory_epoch, epochs)
 
-        start = time.perf_counter()
-        prepare_dataset(cfg, Path(tmp) / "parquet", shards=SHARDS, progress=False)
-        prepare_s = time.perf_counter() - start
-        pcfg = DataConfig(source="parquet", path=str(Path(tmp) / "parquet"), image_size=image_size, augment=aug)
         started = ensure_ray()
         import ray.data
+
+        from cnnray.train.quiet import requiet_ray_data
+
+        requiet_ray_data()
 
         ctx = ray.data.DataContext.get_current()
         bars = ctx.enable_progress_bars
         ctx.enable_progress_bars = False  # off a terminal Ray Data logs every execution's progress
+        stream_rates: dict[str, list[float]] = {}
+        prepare_s: dict[str, float] = {}
         try:
-            ds = build_streaming_datasets(pcfg, describe_dataset(pcfg))["train"]
-            with _torch_threads(TRANSFORM_THREADS):
-                stream_rates = _epoch_rates(lambda e: StreamingLoader(ds, batch_size, device="cpu",
-                                                                      transform=train_tf, drop_last=True, seed=e),
-                                            epochs)
+            for fmt in shard_formats:
+                start = time.perf_counter()
+                prepare_dataset(cfg, Path(tmp) / fmt, shards=SHARDS, fmt=fmt, progress=False)
+                prepare_s[fmt] = round(time.perf_counter() - start, 3)
+                pcfg = DataConfig(source="parquet", path=str(Path(tmp) / fmt), image_size=image_size, augment=aug)
+                ds = build_streaming_datasets(pcfg, describe_dataset(pcfg))["train"]
+                with _torch_threads(TRANSFORM_THREADS):
+                    stream_rates[fmt] = _epoch_rates(
+                        lambda e: StreamingLoader(ds, batch_size, device="cpu", transform=train_tf, drop_last=True,
+                                                  seed=e), epochs)
         finally:
             ctx.enable_progress_bars = bars
             if started:
@@ -109,15 +116,19 @@ def run_data_bench(num_images: int = 10000, image_size: int = 32, batch_size: in
                 ray.shutdown()
         base_rates = _baseline(root / "train", image_size, batch_size, info.mean, info.std, epochs)
 
-    mem, stream, base = (statistics.median(r) for r in (mem_rates, stream_rates, base_rates))
+    mem, base = statistics.median(mem_rates), statistics.median(base_rates)
+    stream = {fmt: statistics.median(r) for fmt, r in stream_rates.items()}
+    head = shard_formats[0]  # the headline streaming figure: the first (fastest-decoding) shard format
     return {"num_images": int(tx.shape[0]), "image_size": image_size, "batch_size": batch_size, "epochs": epochs,
-            "warmup_epochs": WARMUP_EPOCHS,
-            "transform_threads": TRANSFORM_THREADS, "memory_load_s": round(load_s, 3), "prepare_s": round(prepare_s, 3),
-            "memory_imgs_per_s": round(mem, 1), "streaming_imgs_per_s": round(stream, 1),
+            "warmup_epochs": WARMUP_EPOCHS, "transform_threads": TRANSFORM_THREADS,
+            "memory_load_s": round(load_s, 3), "prepare_s": prepare_s, "streaming_format": head,
+            "memory_imgs_per_s": round(mem, 1), "streaming_imgs_per_s": round(stream[head], 1),
             "baseline_imgs_per_s": round(base, 1), "memory_vs_baseline": round(mem / base, 2),
-            "streaming_vs_baseline": round(stream / base, 2),
+            "streaming_vs_baseline": round(stream[head] / base, 2),
+            "streaming_by_format": {fmt: {"imgs_per_s": round(v, 1), "vs_baseline": round(v / base, 2)}
+                                    for fmt, v in stream.items()},
             "epoch_imgs_per_s": {"memory": [round(r, 1) for r in mem_rates],
-                                 "streaming": [round(r, 1) for r in stream_rates],
+                                 **{f"streaming_{fmt}": [round(r, 1) for r in rs] for fmt, rs in stream_rates.items()},
                                  "baseline": [round(r, 1) for r in base_rates]}}
 
 
@@ -129,8 +140,9 @@ def format_data_bench(result: dict[str, Any]) -> str:
              f"  {'pipeline':<40} {'images/s':>10} {'vs baseline':>12}",
              f"  {'memory (MemoryLoader, batched transforms)':<40} {r['memory_imgs_per_s']:>10.0f} "
              f"{r['memory_vs_baseline']:>11.2f}x",
-             f"  {'streaming (Ray Data over parquet)':<40} {r['streaming_imgs_per_s']:>10.0f} "
-             f"{r['streaming_vs_baseline']:>11.2f}x",
+             *[f"  {'streaming (Ray Data, ' + fmt + ' parquet shards)':<40} {v['imgs_per_s']:>10.0f} "
+               f"{v['vs_baseline']:>11.2f}x" for fmt, v in r["streaming_by_format"].items()],
              f"  {'baseline (ImageFolder+DataLoader x2)':<40} {r['baseline_imgs_per_s']:>10.0f} {1.0:>11.2f}x",
-             f"  one-off: decode into memory {r['memory_load_s']:.2f} s, prepare parquet {r['prepare_s']:.2f} s"]
+             f"  one-off: decode into memory {r['memory_load_s']:.2f} s, prepare parquet "
+             + ", ".join(f"{fmt} {s:.2f} s" for fmt, s in r["prepare_s"].items())]
     return "\n".join(lines)

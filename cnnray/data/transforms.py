@@ -34,21 +34,29 @@ class BatchTransform:
             self._on[device] = (self.mean.to(device), self.std.to(device))
         return self._on[device]
 
+    def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = self._stats(device)
+        return 1 / (255 * std), -mean / std
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Transform one batch; random draws come from `generator` (CPU) or the global RNG."""
-        x = x.float().div_(255)
         a = self.augment
-        if a is not None:
-            x = A.random_crop(x, a.crop_padding or 0, generator)
-            if a.hflip:
-                x = A.random_hflip(x, generator)
-            if a.rotation > 0 or a.translate > 0 or a.scale_min != 1 or a.scale_max != 1:
+        if a is not None and ((a.crop_padding or 0) > 0 or a.hflip):
+            x = A.random_crop_flip(x, a.crop_padding or 0, bool(a.hflip), generator)  # on uint8: 4x less to move
+        geometric = a is not None and (a.rotation > 0 or a.translate > 0 or a.scale_min != 1 or a.scale_max != 1)
+        jitter = a is not None and (a.brightness > 0 or a.contrast > 0 or a.saturation > 0)
+        if self.normalize and not (geometric or jitter):
+            scale, shift = self._affine(x.device)
+            x = x.float().mul_(scale).add_(shift)  # (x/255 - mean)/std; in place: 3x faster than addcmul here
+        else:
+            x = x.float().div_(255)
+            if geometric:
                 x = A.random_affine(x, a.rotation, a.translate, (a.scale_min, a.scale_max), generator)
-            if a.brightness > 0 or a.contrast > 0 or a.saturation > 0:
+            if jitter:
                 x = A.color_jitter(x, a.brightness, a.contrast, a.saturation, generator)
-        if self.normalize:
-            mean, std = self._stats(x.device)
-            x = (x - mean) / std
+            if self.normalize:
+                mean, std = self._stats(x.device)
+                x = (x - mean) / std
         if a is not None and a.erasing_prob > 0:
             x = A.random_erasing(x, a.erasing_prob, generator)
         return x.contiguous()

@@ -7,6 +7,9 @@ import os
 import warnings
 
 
+_QUIET = {"on": False}
+
+
 def quiet_ray(verbose: bool = False) -> None:
     """Set environment and logger levels before Ray is imported or started."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -20,5 +23,12 @@ def quiet_ray(verbose: bool = False) -> None:
     os.environ.setdefault("RAY_TQDM", "0")
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore")
+    _QUIET["on"] = True
     for name in ("ray", "ray.train", "ray.tune", "ray.data", "mlflow", "alembic", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def requiet_ray_data() -> None:
+    """Importing ray.data installs Ray Data's own logging config (INFO per execution); undo it when quiet."""
+    if _QUIET["on"]:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
