@@ -17,16 +17,7 @@ def uniform(n: int, low: float, high: float, g: torch.Generator | None, device: 
 
 def random_crop(x: torch.Tensor, padding: int, g: torch.Generator | None = None) -> torch.Tensor:
     """Zero-pad by `padding` and take a random HxW window per image (gather, no Python loop)."""
-    if padding <= 0:
-        return x
-    b, c, h, w = x.shape
-    xp = F.pad(x, (padding, padding, padding, padding))
-    oy = torch.randint(0, 2 * padding + 1, (b,), generator=g).to(x.device)
-    ox = torch.randint(0, 2 * padding + 1, (b,), generator=g).to(x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 2 * padding)
-    xp = xp.gather(2, rows)
-    cols = (ox[:, None] + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
-    return xp.gather(3, cols)
+    return random_crop_flip(x, padding, False, g) if padding > 0 else x
 
 
 def random_crop_flip(x: torch.Tensor, padding: int, hflip: bool, g: torch.Generator | None = None) -> torch.Tensor:

@@ -28,6 +28,7 @@ class BatchTransform:
         self.normalize = normalize
         self.augment = augment
         self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._fused: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._on:  # moved once per device, not once per batch
@@ -35,8 +36,11 @@ class BatchTransform:
         return self._on[device]
 
     def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, std = self._stats(device)
-        return 1 / (255 * std), -mean / std
+        """(scale, shift) with (x/255 - mean)/std == x*scale + shift, computed once per device."""
+        if device not in self._fused:
+            mean, std = self._stats(device)
+            self._fused[device] = (1 / (255 * std), -mean / std)
+        return self._fused[device]
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Transform one batch; random draws come from `generator` (CPU) or the global RNG."""
