@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class AugmentConfig(_Strict):
@@ -44,7 +44,7 @@ class DataConfig(_Strict):
     image_size: int = Field(default=32, ge=4, le=1024)  # every loader yields image_size x image_size
     channels: Literal[1, 3] | None = None  # None: the source's own (digits 1, synthetic 3); 1 or 3 converts
     val_fraction: float = Field(default=0.2, gt=0, lt=1)  # when the source has no val split
-    split_seed: int = 0  # the train/val split (and the synthetic images) depend only on this
+    split_seed: int = Field(default=0, ge=0, le=2**32 - 1)  # the train/val split (and the synthetic images) depend only on this
     num_classes: int | None = Field(default=None, ge=2)  # synthetic only; None: 10
     samples_per_class: int = Field(default=100, ge=2)  # synthetic only
     loader: Literal["auto", "memory", "streaming"] = "auto"

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cnnray.config.data import DataConfig
 
+# A run name becomes a directory under scaling.storage_path, an MLflow run name and a Ray metrics tag:
+# a name, never a path, and only characters all three carry (Ray's metric tags are ASCII-only).
+RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RUN_NAME_RULE = ("a run name is a name, not a path: 1-128 ASCII letters, digits, '.', '_' or '-', "
+                 "starting with a letter or digit (no '/', '\\', '..', spaces or other characters)")
+SEED_MAX = 2**32 - 1  # numpy's default_rng and torch.manual_seed both take this range
+
+
+def check_run_name(name: str) -> str:
+    """The name itself if it is a safe run name, else ValueError naming the rule."""
+    if not RUN_NAME_RE.fullmatch(name) or ".." in name:
+        raise ValueError(RUN_NAME_RULE)
+    return name
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Infinite or NaN floats are never a sensible setting (optim.lr=.inf would fail at the first step).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -40,10 +56,17 @@ class OptimConfig(_Strict):
     weight_decay: float = Field(default=0.05, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     nesterov: bool = True
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)  # each in [0, 1)
     no_decay_norm_bias: bool = True  # no weight decay on norm and bias parameters
     head_lr_mult: float = Field(default=1.0, gt=0)  # lr multiplier for the classifier head
     backbone_lr_mult: float = Field(default=1.0, gt=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"each beta must be in [0, 1), got {list(v)}")
+        return v
 
 
 class ScheduleConfig(_Strict):
@@ -61,13 +84,20 @@ class ScheduleConfig(_Strict):
     patience: int = Field(default=2, ge=0)  # plateau, in epochs
     factor: float = Field(default=0.5, gt=0, lt=1)  # plateau
 
+    @field_validator("milestones")
+    @classmethod
+    def _milestones_are_fractions(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < m < 1 for m in v) or v != sorted(v):
+            raise ValueError(f"milestones must be increasing fractions of training in (0, 1), got {v}")
+        return v
+
 
 class TrainConfig(_Strict):
     """The training loop."""
 
     epochs: int = Field(default=12, ge=1)
     batch_size: int = Field(default=32, ge=1)  # per worker; 2 x 32 on digits: 99% val acc by epoch ~5
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
     compile: bool = False
@@ -82,8 +112,16 @@ class TrainConfig(_Strict):
     monitor: Literal["val_acc", "val_loss", "val_f1_macro"] = "val_acc"
     checkpoint_every: int = Field(default=1, ge=1)  # epochs
     resume: bool = False
+    resume_from: str | None = None  # with resume: a checkpoint folder name of the run (default: its latest)
     inject_nan_at_step: int | None = Field(default=None, ge=0)  # testing hook: make the loss NaN at this global step
     fail_at_epoch: int | None = Field(default=None, ge=0)  # testing hook: rank 1 dies once at this epoch
+
+    @field_validator("resume_from")
+    @classmethod
+    def _checkpoint_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"checkpoint_[0-9A-Za-z_.:-]+", v.rstrip("/").rsplit("/", 1)[-1]):
+            raise ValueError("expected a checkpoint folder name of the run, such as checkpoint_2026-11-28_15-54-33.524425")
+        return v
 
 
 class ScalingConfig(_Strict):
@@ -98,12 +136,27 @@ class ScalingConfig(_Strict):
     num_to_keep: int = Field(default=2, ge=1)
     collective_timeout_s: int = Field(default=120, ge=5)
 
+    @field_validator("num_workers")
+    @classmethod
+    def _positive_workers(cls, v: int | tuple[int, int]) -> int | tuple[int, int]:
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"num_workers must be >= 1, got {v}")
+        elif not 1 <= v[0] <= v[1]:
+            raise ValueError(f"[min, max] workers need 1 <= min <= max, got {list(v)}")
+        return v
+
 
 class RunSection(_Strict):
     """The run's identity."""
 
-    name: str | None = None  # None: cnnray-<timestamp>
+    name: str | None = None  # None: cnnray-<timestamp>; see RUN_NAME_RULE
     address: str | None = None  # Ray cluster address; None: RAY_ADDRESS or a local cluster
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        return None if v is None else check_run_name(v)
 
 
 class TrackingConfig(_Strict):
@@ -140,7 +193,7 @@ class TuneConfig(_Strict):
     reduction_factor: float = Field(default=2.0, gt=1)  # asha/hyperband
     perturbation_interval: int = Field(default=1, ge=1)  # pbt, in epochs
     time_budget_s: float | None = Field(default=None, gt=0)  # stop the search after this long
-    seed: int = 0  # searcher and PBT draws
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)  # searcher and PBT draws
     resume: bool = False  # continue the search run.name (`--resume NAME`)
 
 

@@ -144,6 +144,26 @@ def end_run(ctx: TrackingContext, status: str) -> None:
     _client(ctx.uri).set_terminated(ctx.run_id, status=status)
 
 
+def mark_killed_if_running(uri: str, run_id: str) -> bool:
+    """End a run left RUNNING by a process that died (the local-cluster watchdog calls this)."""
+    client = _client(uri)
+    run = client.get_run(run_id)
+    if run.info.status != "RUNNING":
+        return False
+    client.set_tag(run_id, "cnnray.end_reason", "driver process died")
+    if "cnnray.resumed_after_finish" in run.data.tags:  # a failed resume never unfinishes a finished run
+        client.set_tag(run_id, "cnnray.resume_failed", "KILLED: driver process died")
+        client.set_terminated(run_id, status="FINISHED")
+    else:
+        client.set_terminated(run_id, status="KILLED")
+    return True
+
+
+def run_status(uri: str, run_id: str) -> str:
+    """RUNNING, FINISHED, FAILED, KILLED or SCHEDULED."""
+    return _client(uri).get_run(run_id).info.status
+
+
 def metric_history(ctx: TrackingContext, key: str) -> list[tuple[int, float]]:
     """(step, value) pairs of a metric, sorted by step."""
     hist = _client(ctx.uri).get_metric_history(ctx.run_id, key)

@@ -23,6 +23,8 @@ from cnnray.data import DatasetInfo, absolute_data_path, build_streaming_dataset
 from cnnray.errors import ConfigError
 from cnnray.train import progress
 from cnnray.train.build import build_model
+from cnnray.train.claim import RunClaim, in_use_by
+from cnnray.train.resume_check import ResumePoint, check_resume
 from cnnray.train.worker import BEST_FILE, META_FILE, train_loop_per_worker
 
 log = logging.getLogger("cnnray")
@@ -67,19 +69,39 @@ def prepare_run(cfg: Config) -> PreparedRun:
     except ValueError as e:
         raise ConfigError(f"model: {e}") from None
     kind = resolve_loader_kind(cfg.data, info)
+    check_steps_per_epoch(cfg, info)
     resume = cfg.train.resume
     if resume and not cfg.run.name:
         raise ConfigError("train.resume=true needs run.name: the name of the run to continue")
+    if cfg.train.resume_from and not resume:
+        raise ConfigError("train.resume_from needs train.resume=true (and the run.name it belongs to)")
     name = cfg.run.name or datetime.now().strftime("cnnray-%Y%m%d-%H%M%S")
     storage = _storage_path(cfg)
     run_dir = f"{storage.rstrip('/')}/{name}"
     exists = _run_exists(run_dir)
+    holder = in_use_by(run_dir) if exists else None
+    if holder:
+        raise ConfigError(f"run.name '{name}': the run is in use by another cnnray process ({holder}); wait for it "
+                          "to end, stop it, or choose another run.name")
     if exists and not resume:
         raise ConfigError(f"run.name '{name}' already exists at {run_dir}; pass train.resume=true to continue "
                           "it, or choose another run.name")
     if resume and not exists:
         raise ConfigError(f"train.resume=true but no run named '{name}' exists at {run_dir}")
     return PreparedRun(cfg, info, kind, name, storage, run_dir, resume)
+
+
+def check_steps_per_epoch(cfg: Config, info: DatasetInfo) -> None:
+    """Refuse a run whose epochs would take no optimizer step (fewer images per worker than a batch)."""
+    workers = cfg.scaling.num_workers
+    most = max(workers) if isinstance(workers, (list, tuple)) else workers
+    per_worker = info.num_train // most  # each epoch's order is cut to a multiple of the world size
+    bs = cfg.train.batch_size
+    if per_worker < bs:
+        raise ConfigError(
+            f"data: {info.num_train} training images over {most} worker(s) is {per_worker} per worker, fewer than "
+            f"train.batch_size={bs}: no optimizer step could be taken. Lower train.batch_size to at most "
+            f"{max(1, per_worker)} or scaling.num_workers, or use more data")
 
 
 def ensure_ray(address: str | None = None, verbose: bool = False) -> None:
@@ -92,8 +114,11 @@ def ensure_ray(address: str | None = None, verbose: bool = False) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        # Dashboard off locally: it listens on a port and costs a process; clusters have their own.
-        ray.init(include_dashboard=False, **kwargs)
+        from cnnray.jobs.local import start_local_ray
+
+        # On 127.0.0.1, dashboard off (it listens on a port and costs a process; clusters have their own),
+        # ended by a watchdog if this process dies.
+        start_local_ray(**kwargs)
 
 
 def use_gpu(cfg: Config) -> bool:
@@ -197,21 +222,61 @@ def load_best(checkpoint_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any
     return weights, json.loads((d / META_FILE).read_text())
 
 
+def _check_resume(prep: PreparedRun) -> ResumePoint:
+    """The checkpoint this resume will load, opened and checked now (ConfigError names a bad file)."""
+    model = build_model(prep.cfg, prep.info.num_classes, prep.info.channels)
+    return check_resume(prep.run_dir, prep.cfg.train.resume_from, model)
+
+
+def _prior_run(prep: PreparedRun, point: ResumePoint | None) -> tuple[str | None, str | None]:
+    """(MLflow run id, status) of the run a resume continues; refuses to resume a FINISHED run for nothing."""
+    from cnnray import tracking
+
+    cfg = prep.cfg
+    if not (prep.resume and cfg.tracking.enabled):
+        return None, None
+    uri = tracking.resolve_tracking_uri(cfg.tracking.uri)
+    run_id = tracking.find_run_by_name(uri, cfg.tracking.experiment, prep.run_name)
+    status = tracking.runs.run_status(uri, run_id) if run_id else None
+    done = point.epochs_done if point else 0
+    if status == "FINISHED" and done >= cfg.train.epochs:
+        raise ConfigError(f"run '{prep.run_name}' FINISHED all its {done} epochs; to train it further, resume "
+                          f"with train.epochs above {done}")
+    return run_id, status
+
+
 def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str], None] = print,
                  on_report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run `cnnray train` end to end; returns the result object (raises UserInputError on bad input)."""
-    from cnnray import tracking
-    from cnnray.tracking.finish import finish_training_run
-
     t0 = time.time()
     prep = prepare_run(cfg)
-    ensure_ray(cfg.run.address, verbose)
+    # Claimed before any work and held until the end: a second start under this name exits 2.
+    claim = RunClaim(prep.run_dir).acquire(new=not prep.resume)
+    try:
+        point = _check_resume(prep) if prep.resume else None
+        prior_status = _prior_run(prep, point)[1]
+        ensure_ray(cfg.run.address, verbose)
+        return _train(prep, point, prior_status, t0, verbose=verbose, on_line=on_line, on_report=on_report)
+    finally:
+        claim.release(remove_if_unused=True)
+
+
+def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | None, t0: float, *, verbose: bool,
+           on_line: Callable[[str], None], on_report: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    from cnnray import tracking
+    from cnnray.jobs.local import unwatch_mlflow_run, watch_mlflow_run
+    from cnnray.tracking.finish import finish_training_run
+
+    cfg = prep.cfg
     ctx = None
     if cfg.tracking.enabled:
         uri = tracking.resolve_tracking_uri(cfg.tracking.uri)
         ctx = tracking.start_run(cfg, prep.run_name, uri=uri, resume=prep.resume,
                                  tags={"cnnray.data_fingerprint": prep.info.fingerprint,
                                        "cnnray.config_hash": config_hash(cfg)})
+        watch_mlflow_run(ctx.uri, ctx.run_id)
+        if point is not None:
+            tracking.runs.set_tags(ctx, _resume_tags(point, prior_status, cfg.train.epochs))
     from ray.util.queue import Queue
 
     queue = Queue(actor_options={"num_cpus": 0})
@@ -219,15 +284,20 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
     printer = progress.ProgressPrinter(cfg.train.epochs, on_line)
     reader = progress.QueueReader(queue, printer if on_report is None else progress.tee(printer, on_report))
     status, error, result = "FAILED", None, None
+    extra = ({"init_checkpoint": point.checkpoint_dir, "skip_checkpoints": point.skip}
+             if point is not None and point.explicit else None)
     interrupt = _Interrupt()
     try:
         with interrupt, reader:
-            trainer = build_trainer(prep, [ReportCallback(sink)])
+            trainer = build_trainer(prep, [ReportCallback(sink)], extra_loop_config=extra)
             result = trainer.fit()
         # The queue saw every report; Result.metrics only those that came with a checkpoint.
         last = reader.last or result.metrics or {}
         if last.get("error"):
             error = last["error"]
+        elif last.get("done") and not last.get("global_step"):
+            # Second guard behind check_steps_per_epoch: a model that took no optimizer step is never registered.
+            error = "no optimizer step was taken (no full batch on some worker): nothing to register"
         elif last.get("done"):
             status = "FINISHED"
         else:
@@ -240,7 +310,8 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
         error = f"{type(e).__name__}: {e}"
     finally:
         if ctx is not None and status != "FINISHED":
-            tracking.end_run(ctx, status)
+            _close_unfinished(ctx, status, error, prior_status)
+            unwatch_mlflow_run()
         try:
             queue.shutdown()
         except Exception:  # noqa: BLE001
@@ -265,5 +336,26 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
         except BaseException:
             tracking.end_run(ctx, "FAILED")
             raise
+        finally:
+            unwatch_mlflow_run()
     out["wall_seconds"] = round(time.time() - t0, 1)
     return out
+
+
+def _resume_tags(point: ResumePoint, prior_status: str | None, epochs: int) -> dict[str, str]:
+    tags = {"cnnray.resumed_from": f"{(point.checkpoint_dir or 'start').rsplit('/', 1)[-1]} (after epoch "
+                                   f"{point.epochs_done})"}
+    if prior_status == "FINISHED":
+        tags["cnnray.resumed_after_finish"] = f"training {point.epochs_done} -> {epochs} epochs"
+    return tags
+
+
+def _close_unfinished(ctx: Any, status: str, error: str | None, prior_status: str | None) -> None:
+    """End the run FAILED/KILLED; a run that had FINISHED before this resume keeps FINISHED (its model stands)."""
+    from cnnray import tracking
+
+    if prior_status == "FINISHED":
+        tracking.runs.set_tags(ctx, {"cnnray.resume_failed": f"{status}: {error}"[:5000]})
+        tracking.end_run(ctx, "FINISHED")
+    else:
+        tracking.end_run(ctx, status)

@@ -47,9 +47,16 @@ def _save_checkpoint(directory: Path, engine: Engine, best: dict[str, Any] | Non
 
 
 def _load_checkpoint(d: Path, engine: Engine, device: torch.device) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    engine.load_state_dict(torch.load(d / STATE_FILE, map_location=device, weights_only=True))
-    best = torch.load(d / BEST_FILE, map_location="cpu", weights_only=True) if (d / BEST_FILE).exists() else None
-    return best, json.loads((d / META_FILE).read_text())
+    # The driver checked this checkpoint before starting; a failure here still names the file.
+    path = d / STATE_FILE
+    try:
+        engine.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        path = d / BEST_FILE
+        best = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+        path = d / META_FILE
+        return best, json.loads(path.read_text())
+    except Exception as e:  # noqa: BLE001
+        raise RuntimeError(f"cannot resume from {path}: {type(e).__name__}: {e}") from e
 
 
 def _apply_optim_config(optimizer: torch.optim.Optimizer, cfg: Config) -> None:
@@ -104,6 +111,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     best: dict[str, Any] | None = None
     meta: dict[str, Any] = {}
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None and Path(checkpoint.path).name in set(loop_config.get("skip_checkpoints") or ()):
+        checkpoint = None  # train.resume_from chose an earlier checkpoint than Ray's latest
     from_init = checkpoint is None and bool(loop_config.get("init_checkpoint"))
     if from_init:
         # A checkpoint of another run to start from (Tune's PBT exploit): its state, this run's config.

@@ -58,9 +58,27 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     """Run (or resume) a search; returns the result object. ConfigError before any trial on bad input."""
     t0 = time.time()
     cfg, space, ident = resolve_search(cfg, space_ref)
+    from cnnray.train.claim import RunClaim
+    from cnnray.train.trainer import prepare_run
 
+    base = trial_base_config(cfg)
+    check_cfg = base.model_copy(update={"run": base.run.model_copy(update={"name": ident.name}),
+                                        "scaling": base.scaling.model_copy(update={"storage_path": f"{ident.path}/train"})})
+    prep = replace(prepare_run(check_cfg), cfg=base)  # data and model checked: DataError/ConfigError -> exit 2
+    _check_model_edges(space, prep)
+    # The search name is claimed before any work: a second search under it exits 2 naming the holder.
+    claim = RunClaim(ident.path, what="search").acquire(new=not ident.resume)
+    try:
+        return _run_search(cfg, space, ident, base, prep, t0, verbose=verbose, on_line=on_line)
+    finally:
+        claim.release(remove_if_unused=True)
+
+
+def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Config, prep: Any, t0: float, *,
+                verbose: bool, on_line: Callable[[str], None]) -> dict[str, Any]:
     from cnnray import tracking
-    from cnnray.train.trainer import ensure_ray, prepare_run
+    from cnnray.jobs.local import unwatch_mlflow_run, watch_mlflow_run
+    from cnnray.train.trainer import ensure_ray
     from cnnray.tune.finalize import ChildRuns, close_children, log_search_summary, register_best
     from cnnray.tune.interrupt import SearchInterrupt
     from cnnray.tune.lifecycle import TrialLifecycle
@@ -71,11 +89,6 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     from cnnray.tune.tuner import build_tuner, make_trainable
 
     t = cfg.tune
-    base = trial_base_config(cfg)
-    check_cfg = base.model_copy(update={"run": base.run.model_copy(update={"name": ident.name}),
-                                        "scaling": base.scaling.model_copy(update={"storage_path": f"{ident.path}/train"})})
-    prep = replace(prepare_run(check_cfg), cfg=base)  # data and model checked: DataError/ConfigError -> exit 2
-    _check_model_edges(space, prep)
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables on the console
     ensure_ray(cfg.run.address, verbose)
@@ -88,6 +101,7 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
                                  tags={"cnnray.kind": "tune", "cnnray.space": space.name,
                                        "cnnray.data_fingerprint": prep.info.fingerprint})
         children = ChildRuns(uri, cfg.tracking.experiment, ctx.experiment_id)
+        watch_mlflow_run(ctx.uri, ctx.run_id)  # marked KILLED by the local cluster's watchdog if we die
     if not ident.resume:
         save_state(ident, cfg, space)
         if ctx is not None and space.source:
@@ -132,6 +146,7 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     finally:
         if ctx is not None:
             tracking.end_run(ctx, status)
+            unwatch_mlflow_run()
     if error:
         out["error"] = error
     out["wall_seconds"] = round(time.time() - t0, 1)

@@ -1,0 +1,80 @@
+"""The one place cnnray relies on Ray internals; each use checks that this Ray is the one it was written for.
+
+Written against Ray 2.60. On another version the helpers here degrade (warn and do without) rather
+than guess at internals that may have moved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger("cnnray")
+
+WRITTEN_FOR = (2, 60)
+# Ray's switch for "single-node only, bind everything to 127.0.0.1" (its macOS/Windows mode).
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train V2's checkpoint bookkeeping in the run folder
+
+
+def ray_minor() -> tuple[int, int]:
+    """(major, minor) of the installed Ray."""
+    import ray
+
+    major, minor = ray.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def is_written_for() -> bool:
+    """True when the installed Ray is the minor version these internals were read from."""
+    return ray_minor() == WRITTEN_FOR
+
+
+@contextmanager
+def loopback_node() -> Iterator[bool]:
+    """While a local node starts inside: it and every process it spawns listen on 127.0.0.1 only.
+
+    Ray takes the node IP from `ray_constants.ENABLE_RAY_CLUSTER` in the driver and from the
+    environment in the processes it spawns; both are restored afterwards so that a later
+    `ray start` (a real multi-node cluster) is not affected. Yields False where unsupported.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:
+        ray_constants = None
+    if not is_written_for() or not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        log.warning("Ray %s is not the version cnnray was written for (%d.%d): the local cluster is not "
+                    "restricted to 127.0.0.1", ".".join(map(str, ray_minor())), *WRITTEN_FOR)
+        yield False
+        return
+    old_env, old_flag = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield True
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old_flag
+        if old_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = old_env
+
+
+def read_checkpoint_snapshot(text: str) -> tuple[list[str], str | None] | None:
+    """(checkpoint folder names, oldest report first; the latest one) from Ray Train's snapshot JSON.
+
+    The latest is what Ray hands back through `ray.train.get_checkpoint()` when a run is resumed.
+    None when the format is not the one this was written for.
+    """
+    try:
+        snap = json.loads(text)
+        results = snap["checkpoint_results"]
+        order = snap.get("checkpoint_report_indices") or list(range(len(results)))
+        names = [r["checkpoint_dir_name"] for _, r in sorted(zip(order, results), key=lambda p: p[0])]
+        latest = (snap.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+    except (ValueError, KeyError, TypeError):
+        return None
+    return names, latest
