@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 POLL_S = 0.2  # how often the driver's liveness is checked
-SNAPSHOT_S = 0.5  # how often its process tree is re-read
+SNAPSHOT_S = 1.0  # how often the Ray process trees are re-read
 GRACE_S = 2.0  # SIGTERM, then SIGKILL after this long
 
 
@@ -47,19 +47,31 @@ def _parents() -> dict[int, int]:
     return out
 
 
+def children(pid: int) -> set[int]:
+    """Direct children of `pid` (from /proc/PID/task/*/children: no scan of every process)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return set()
+    out: set[int] = set()
+    for tid in tasks:
+        try:
+            out.update(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+        except OSError:  # kernel without CONFIG_PROC_CHILDREN: scan every process instead
+            return {child for child, parent in _parents().items() if parent == pid}
+    return out
+
+
 def descendants(root: int) -> dict[int, int]:
     """pid -> start time of every live descendant of `root`."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in _parents().items():
-        children.setdefault(ppid, []).append(pid)
     out: dict[int, int] = {}
-    todo = list(children.get(root, []))
+    todo = list(children(root))
     while todo:
         pid = todo.pop()
         st = start_time(pid)
-        if st is not None:
+        if st is not None and pid not in out:
             out[pid] = st
-            todo += children.get(pid, [])
+            todo += children(pid)
     return out
 
 
@@ -101,11 +113,6 @@ def _mark_killed(state_file: Path) -> None:
             mark_killed_if_running(state["tracking_uri"], state["run_id"])
     finally:
         state_file.unlink(missing_ok=True)
-
-
-def children(pid: int) -> set[int]:
-    """Direct children of `pid`."""
-    return {child for child, parent in _parents().items() if parent == pid}
 
 
 def watch(driver: int, roots: list[int], state_file: Path) -> None:
