@@ -367,3 +367,17 @@ def test_tune_search_name_in_use_is_refused(tmp_path, capsys):
         assert "search is in use by another cnnray process" in capsys.readouterr().err
         assert _tune_main(*_store(tmp_path), "--resume", "srch") == 2
         assert f"pid {os.getpid()}" in capsys.readouterr().err
+
+
+def test_case8_local_cluster_keeps_token_authentication(ray_local):
+    """A client with the cluster's token connects; one with a wrong token is refused."""
+    addr = ray_local.get_runtime_context().gcs_address
+    assert addr.startswith("127.0.0.1:")
+    code = "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); print('NODES', len(ray.nodes()))"
+    # A client of a loopback-only cluster must look for its node on 127.0.0.1 too (cnnray.ray_compat).
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    good = subprocess.run([sys.executable, "-c", code, addr], capture_output=True, text=True, timeout=120, env=env)
+    assert good.returncode == 0 and "NODES 1" in good.stdout, good.stderr[-2000:]
+    bad = subprocess.run([sys.executable, "-c", code, addr], capture_output=True, text=True, timeout=120,
+                         env={**env, "RAY_AUTH_TOKEN": "0" * 32})
+    assert bad.returncode != 0 and "NODES" not in bad.stdout
