@@ -381,3 +381,23 @@ def test_case8_local_cluster_keeps_token_authentication(ray_local):
     bad = subprocess.run([sys.executable, "-c", code, addr], capture_output=True, text=True, timeout=120,
                          env={**env, "RAY_AUTH_TOKEN": "0" * 32})
     assert bad.returncode != 0 and "NODES" not in bad.stdout
+
+
+def test_tune_state_written_atomically_and_a_corrupt_one_refused(tmp_path, capsys):
+    from cnnray.config import load_config
+    from cnnray.tune.experiment import STATE_FILE, load_state, save_state, search_identity
+    from cnnray.tune.space import load_space
+
+    cfg = load_config(overrides=[*_store(tmp_path), "run.name=srch"])
+    ident = search_identity(cfg)
+    space = load_space("default")
+    save_state(ident, cfg, space)
+    folder = Path(ident.path)
+    assert [p.name for p in folder.iterdir()] == [STATE_FILE]  # no temporary file left beside it
+    tree, loaded = load_state(search_identity(cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"resume": True})})))
+    assert tree["run"]["name"] == "srch" and set(loaded.params) == set(space.params)
+    state = folder / STATE_FILE
+    state.write_bytes(state.read_bytes()[: len(state.read_bytes()) // 2])  # cut off mid-write
+    assert _tune_main(*_store(tmp_path), "--resume", "srch") == 2
+    err = capsys.readouterr().err
+    assert f"{STATE_FILE} is corrupt" in err and "srch" in err

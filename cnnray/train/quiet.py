@@ -8,6 +8,8 @@ import warnings
 
 
 _QUIET = {"on": False}
+NOISY_MODULES = (r"ray(\..*)?", r"mlflow(\..*)?", r"pyarrow(\..*)?", r"pydantic(\..*)?", r"alembic(\..*)?",
+                 r"sqlalchemy(\..*)?", r"google(\..*)?", r"opentelemetry(\..*)?", r"pkg_resources(\..*)?")
 
 
 def quiet_ray(verbose: bool = False) -> None:
@@ -22,7 +24,10 @@ def quiet_ray(verbose: bool = False) -> None:
     os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
     os.environ.setdefault("RAY_TQDM", "0")
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore")
+    # Only warnings raised inside the libraries' own code: a deprecation of an API cnnray calls is
+    # attributed to cnnray's line (stacklevel) and stays visible.
+    for module in NOISY_MODULES:
+        warnings.filterwarnings("ignore", module=module)
     _QUIET["on"] = True
     for name in ("ray", "ray.train", "ray.tune", "ray.data", "mlflow", "alembic", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -74,8 +75,11 @@ def save_state(ident: SearchIdentity, cfg: Config, space: SearchSpace) -> None:
     fs.create_dir(fs_path, recursive=True)
     text = Path(space.source).read_text() if space.source and Path(space.source).is_file() else ""
     blob = json.dumps({"config": cfg.model_dump(mode="json"), "space_name": space.name, "space_yaml": text})
-    with fs.open_output_stream(f"{fs_path}/{STATE_FILE}") as f:
+    # Written aside and moved into place: a search killed mid-write leaves the old file or none, never half.
+    tmp = f"{fs_path}/.{STATE_FILE}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as f:
         f.write(blob.encode())
+    fs.move(tmp, f"{fs_path}/{STATE_FILE}")
 
 
 def load_state(ident: SearchIdentity) -> tuple[dict[str, Any], SearchSpace]:
@@ -83,8 +87,16 @@ def load_state(ident: SearchIdentity) -> tuple[dict[str, Any], SearchSpace]:
     fs, fs_path = _fs(ident.path)
     try:
         with fs.open_input_stream(f"{fs_path}/{STATE_FILE}") as f:
-            state = json.loads(f.read().decode())
+            raw = f.read()
     except (FileNotFoundError, OSError):
         raise ConfigError(f"--resume {ident.name}: {ident.path} is not a cnnray search (no {STATE_FILE})") from None
-    space = parse_space(yaml.safe_load(state["space_yaml"]), state["space_name"], source=f"{ident.path}/{STATE_FILE}")
-    return state["config"], space
+    try:
+        state = json.loads(raw.decode())
+        tree, space_name, space_yaml = state["config"], state["space_name"], state["space_yaml"]
+        if not isinstance(tree, dict):
+            raise TypeError("config is not a mapping")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"--resume {ident.name}: {ident.path}/{STATE_FILE} is corrupt ({type(e).__name__}: "
+                          f"{str(e)[:120]}); the search cannot be resumed, start a new one") from None
+    space = parse_space(yaml.safe_load(space_yaml), space_name, source=f"{ident.path}/{STATE_FILE}")
+    return tree, space
