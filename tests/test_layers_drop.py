@@ -49,12 +49,29 @@ def test_dropped_pixels_form_whole_squares_inside_the_map(drop_prob, bs, size):
 
 
 def test_single_seed_is_one_square():
-    # bs == map size leaves exactly one valid seed position (gamma = drop_prob): all or nothing drops.
+    # bs = 5 on 9x9 leaves a 5x5 grid of seeds; with gamma near 1 almost every seed fires and the
+    # zeros are unions of whole 5x5 squares (each sample, each channel on its own).
     torch.manual_seed(0)
-    outs = [drop_block_2d(torch.ones(1, 1, 9, 9), 0.5, 9) for _ in range(40)]
-    for out in outs:
-        assert (out == 0).all() or (out == 1).all()
-    assert any((o == 0).all() for o in outs) and any((o == 1).all() for o in outs)
+    out = drop_block_2d(torch.ones(2, 3, 9, 9), 0.2, 5)
+    zero = out == 0
+    assert zero.any() and torch.equal(covered_by_full_squares(zero, 5) & zero, zero)
+
+
+def test_block_as_large_as_the_map_is_clamped():
+    # Unclamped, a 7x7 (or 4x4) block on a 4x4 map has one seed position and drops whole maps with
+    # probability drop_prob; clamped to 2x2 it drops patches and almost never a whole map.
+    from cnnray.layers.drop import effective_block_size
+
+    assert effective_block_size(7, 4, 4) == 2 and effective_block_size(4, 4, 4) == 2
+    assert effective_block_size(3, 4, 4) == 3 and effective_block_size(7, 9, 9) == 7
+    assert effective_block_size(5, 1, 7) == 1
+    torch.manual_seed(5)
+    out = drop_block_2d(torch.ones(256, 16, 4, 4), 0.2, 7)
+    zero = out == 0
+    assert torch.equal(covered_by_full_squares(zero, 2) & zero, zero)
+    whole_maps = zero.flatten(2).all(-1).float().mean().item()
+    assert whole_maps < 0.01  # unclamped this would be 0.2
+    assert 0.1 < zero.float().mean().item() < 0.3
 
 
 def test_eval_and_zero_prob_are_identity():
@@ -83,8 +100,8 @@ def test_map_smaller_than_block():
     assert all(o.shape == x.shape and torch.isfinite(o).all() for o in outs)
     zero = torch.stack([o == 0 for o in outs]).flatten(0, 1)
     assert zero.any()
-    # The block shrinks to 4x4 (the map's height): zeros come in whole 4x4 squares.
-    assert torch.equal(covered_by_full_squares(zero, 4) & zero, zero)
+    # The 7x7 block would cover the map: clamped to 2x2 (half the height), zeros come in whole 2x2 squares.
+    assert torch.equal(covered_by_full_squares(zero, 2) & zero, zero)
 
 
 def test_per_channel_versus_shared_masks():

@@ -14,17 +14,31 @@ from torch import Tensor, nn
 from ._checks import check_drop_prob, check_non_negative_int, check_positive_int
 
 
+def effective_block_size(block_size: int, h: int, w: int) -> int:
+    """The block actually dropped on an h x w map: a block that would cover the whole map is clamped.
+
+    With a block as large as the map there is one seed position and DropBlock degenerates into
+    dropping whole maps with probability drop_prob (stage 4 of a cifar-stem ResNet is 4x4, far below
+    the usual 7): the block is clamped to half the map's shorter side (rounded up) instead.
+    """
+    side = min(h, w)
+    return block_size if block_size < side else max(1, (side + 1) // 2)
+
+
 def drop_block_2d(
-    x: Tensor, drop_prob: float, block_size: int, training: bool = True, per_channel: bool = False
+    x: Tensor, drop_prob: float, block_size: int, training: bool = True, per_channel: bool = True
 ) -> Tensor:
-    """Zero random block_size squares of `x` (B, C, H, W) so that about `drop_prob` of it is dropped."""
+    """Zero random block_size squares of `x` (B, C, H, W) so that about `drop_prob` of it is dropped.
+
+    One mask per channel by default, as in Ghiasi et al.'s Algorithm 1 (and timm), which the paper
+    found to work better; `per_channel=False` shares one mask across a sample's channels.
+    """
     drop_prob = check_drop_prob("drop_prob", drop_prob)
     block_size = check_positive_int("block_size", block_size)
     if not training or drop_prob == 0.0:
         return x
     b, c, h, w = x.shape
-    # Maps smaller than the block still work: the block shrinks to the map.
-    bs = min(block_size, h, w)
+    bs = effective_block_size(block_size, h, w)
     valid_h, valid_w = h - bs + 1, w - bs + 1
     # Seeds live only where a whole block fits; the (H*W)/valid-area factor makes up for the
     # border where no seed may fall, so the expected dropped fraction stays near drop_prob.
@@ -43,7 +57,7 @@ def drop_block_2d(
 class DropBlock2d(nn.Module):
     """DropBlock as a module: active in training, identity in eval."""
 
-    def __init__(self, drop_prob: float = 0.1, block_size: int = 7, per_channel: bool = False) -> None:
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 7, per_channel: bool = True) -> None:
         super().__init__()
         self.drop_prob = check_drop_prob("drop_prob", drop_prob)
         self.block_size = check_positive_int("block_size", block_size)
