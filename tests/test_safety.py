@@ -111,10 +111,11 @@ def test_case3_fewer_images_per_worker_than_a_batch_is_refused(tmp_path, capsys)
 
 def test_case3_a_run_without_optimizer_steps_is_never_registered(ray_local, tmp_path, monkeypatch):
     """Second guard: with the up-front check bypassed, the run ends FAILED and registers nothing."""
+    import cnnray.train.prepare as prepare
     import cnnray.train.trainer as trainer
     from cnnray.config import load_config
 
-    monkeypatch.setattr(trainer, "check_steps_per_epoch", lambda cfg, info: None)
+    monkeypatch.setattr(prepare, "check_steps_per_epoch", lambda cfg, info: None)
     cfg = load_config(overrides=["data.source=synthetic", "data.num_classes=12", "data.samples_per_class=3",
                                  "data.image_size=16", "model.width=0.125", "train.batch_size=32", "train.epochs=1",
                                  "scaling.num_workers=2", *_store(tmp_path), "run.name=nosteps",

@@ -20,13 +20,15 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         overrides = list(args.overrides) + ([f"run.address={args.address}"] if args.address else [])
         cfg = load_config(args.config, overrides)
+        from cnnray.train.prepare import prepare_run
         from cnnray.train.quiet import quiet_ray
         from cnnray.train.summary import format_summary
 
+        prep = prepare_run(cfg)  # data, model and run name checked before Ray is imported
         quiet_ray(args.verbose)
         from cnnray.train.trainer import run_training
 
-        result = run_training(cfg, verbose=args.verbose)
+        result = run_training(cfg, verbose=args.verbose, prepared=prep)
         print(format_summary(result), flush=True)
         if args.json:
             print_json(result)

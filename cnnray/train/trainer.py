@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,89 +18,16 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig,
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from cnnray.config import Config, config_hash
-from cnnray.data import DatasetInfo, absolute_data_path, build_streaming_datasets, check_num_classes, describe_dataset, resolve_loader_kind
+from cnnray.data import build_streaming_datasets
 from cnnray.errors import ConfigError
 from cnnray.train import progress
 from cnnray.train.build import build_model
-from cnnray.train.claim import RunClaim, in_use_by
+from cnnray.train.claim import RunClaim
+from cnnray.train.prepare import PreparedRun, prepare_run  # noqa: F401 - re-exported for tune and jobs
 from cnnray.train.resume_check import ResumePoint, check_resume
 from cnnray.train.worker import BEST_FILE, META_FILE, train_loop_per_worker
 
 log = logging.getLogger("cnnray")
-
-
-@dataclass
-class PreparedRun:
-    """Everything checked before any work starts (bad input here exits 2)."""
-
-    cfg: Config
-    info: DatasetInfo
-    loader_kind: str
-    run_name: str
-    storage_path: str
-    run_dir: str
-    resume: bool
-
-
-def _storage_path(cfg: Config) -> str:
-    path = cfg.scaling.storage_path or "ray_results"
-    return path if "://" in path else str(Path(path).resolve())
-
-
-def _run_exists(run_dir: str) -> bool:
-    if "://" not in run_dir:
-        return Path(run_dir).exists()
-    import pyarrow.fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(run_dir)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def prepare_run(cfg: Config) -> PreparedRun:
-    """Validate data, model and run identity; raise ConfigError/DataError before any work."""
-    # Workers run in other directories: a relative data.path must mean what it means here.
-    cfg = cfg.model_copy(update={"data": absolute_data_path(cfg.data)})
-    info = describe_dataset(cfg.data)
-    if cfg.model.num_classes is not None:
-        check_num_classes(info, cfg.model.num_classes)
-    try:
-        build_model(cfg, info.num_classes, info.channels)
-    except ValueError as e:
-        raise ConfigError(f"model: {e}") from None
-    kind = resolve_loader_kind(cfg.data, info)
-    check_steps_per_epoch(cfg, info)
-    resume = cfg.train.resume
-    if resume and not cfg.run.name:
-        raise ConfigError("train.resume=true needs run.name: the name of the run to continue")
-    if cfg.train.resume_from and not resume:
-        raise ConfigError("train.resume_from needs train.resume=true (and the run.name it belongs to)")
-    name = cfg.run.name or datetime.now().strftime("cnnray-%Y%m%d-%H%M%S")
-    storage = _storage_path(cfg)
-    run_dir = f"{storage.rstrip('/')}/{name}"
-    exists = _run_exists(run_dir)
-    holder = in_use_by(run_dir) if exists else None
-    if holder:
-        raise ConfigError(f"run.name '{name}': the run is in use by another cnnray process ({holder}); wait for it "
-                          "to end, stop it, or choose another run.name")
-    if exists and not resume:
-        raise ConfigError(f"run.name '{name}' already exists at {run_dir}; pass train.resume=true to continue "
-                          "it, or choose another run.name")
-    if resume and not exists:
-        raise ConfigError(f"train.resume=true but no run named '{name}' exists at {run_dir}")
-    return PreparedRun(cfg, info, kind, name, storage, run_dir, resume)
-
-
-def check_steps_per_epoch(cfg: Config, info: DatasetInfo) -> None:
-    """Refuse a run whose epochs would take no optimizer step (fewer images per worker than a batch)."""
-    workers = cfg.scaling.num_workers
-    most = max(workers) if isinstance(workers, (list, tuple)) else workers
-    per_worker = info.num_train // most  # each epoch's order is cut to a multiple of the world size
-    bs = cfg.train.batch_size
-    if per_worker < bs:
-        raise ConfigError(
-            f"data: {info.num_train} training images over {most} worker(s) is {per_worker} per worker, fewer than "
-            f"train.batch_size={bs}: no optimizer step could be taken. Lower train.batch_size to at most "
-            f"{max(1, per_worker)} or scaling.num_workers, or use more data")
 
 
 def ensure_ray(address: str | None = None, verbose: bool = False) -> None:
@@ -246,10 +172,15 @@ def _prior_run(prep: PreparedRun, point: ResumePoint | None) -> tuple[str | None
 
 
 def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str], None] = print,
-                 on_report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run `cnnray train` end to end; returns the result object (raises UserInputError on bad input)."""
+                 on_report: Callable[[dict[str, Any]], None] | None = None,
+                 prepared: PreparedRun | None = None) -> dict[str, Any]:
+    """Run `cnnray train` end to end; returns the result object (raises UserInputError on bad input).
+
+    `prepared`: the result of `prepare_run(cfg)` when the caller already checked the input (the
+    command does, before importing Ray, so that bad input exits 2 without paying for it).
+    """
     t0 = time.time()
-    prep = prepare_run(cfg)
+    prep = prepared or prepare_run(cfg)
     # Claimed before any work and held until the end: a second start under this name exits 2.
     claim = RunClaim(prep.run_dir).acquire(new=not prep.resume)
     try:
