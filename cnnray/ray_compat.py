@@ -78,3 +78,39 @@ def read_checkpoint_snapshot(text: str) -> tuple[list[str], str | None] | None:
     except (ValueError, KeyError, TypeError):
         return None
     return names, latest
+
+
+def require_written_for(what: str) -> None:
+    """Fail with a clear message where an internal of Ray is needed and this Ray is another version."""
+    if not is_written_for():
+        raise RuntimeError(f"cnnray relies on Ray's internal {what}, read from Ray {WRITTEN_FOR[0]}.{WRITTEN_FOR[1]}; "
+                           f"this is Ray {'.'.join(map(str, ray_minor()))}. Install "
+                           f"'ray[default,train,tune,data]=={WRITTEN_FOR[0]}.{WRITTEN_FOR[1]}.*' (pyproject pins it)")
+
+
+def controller_callback_base() -> type:
+    """Ray Train V2's internal ControllerCallback: the only hook that fires before a run's first report."""
+    require_written_for("ray.train.v2._internal...ControllerCallback")
+    from ray.train.v2._internal.execution.callback import ControllerCallback
+
+    return ControllerCallback
+
+
+def abort_train_controller(handle, timeout_s: float) -> None:
+    """Ask a Train V2 controller actor to abort its run (an internal actor method)."""
+    import ray
+
+    require_written_for("TrainController.abort")
+    ray.get(handle.abort.remote(), timeout=timeout_s)
+
+
+def tune_trials(grid) -> list:
+    """Tune's Trial objects behind a ResultGrid: they carry the status (TERMINATED, ERROR...), Results do not."""
+    require_written_for("ResultGrid._experiment_analysis")
+    return list(grid._experiment_analysis.trials)
+
+
+def add_trainable_mixin(fn, *mixins: type) -> None:
+    """Have Tune build a function trainable's class with these mixins (Tune reads `fn.__mixins__`)."""
+    require_written_for("the __mixins__ attribute of function trainables")
+    fn.__mixins__ = tuple(mixins)

@@ -402,3 +402,21 @@ def test_tune_state_written_atomically_and_a_corrupt_one_refused(tmp_path, capsy
     assert _tune_main(*_store(tmp_path), "--resume", "srch") == 2
     err = capsys.readouterr().err
     assert f"{STATE_FILE} is corrupt" in err and "srch" in err
+
+
+def test_ray_internals_only_through_the_compat_module():
+    """Every use of a Ray internal goes through cnnray/ray_compat.py, which checks the Ray version."""
+    import re
+
+    from cnnray import ray_compat
+
+    offenders = []
+    for path in (REPO / "cnnray").rglob("*.py"):
+        if path.name == "ray_compat.py":
+            continue
+        text = path.read_text()
+        code = r"^\s*(from|import)\s+ray\.[\w.]*(_internal|_private)|^\s*from\s+ray[\w.]*\s+import\s+_"
+        if re.search(code, text, re.M) or re.search(r"\._experiment_analysis|__mixins__\s*=", text):
+            offenders.append(str(path.relative_to(REPO)))
+    assert not offenders, offenders
+    assert ray_compat.is_written_for()  # pyproject pins the Ray minor these internals were read from

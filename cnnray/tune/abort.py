@@ -26,13 +26,14 @@ def forget_controller() -> None:
 
 def abort_train_run(timeout_s: float = 60.0) -> None:
     """Abort the remembered Train run, if any (a finished run ignores it)."""
-    import ray
+    from cnnray.ray_compat import abort_train_controller, require_written_for
 
     handle = _ACTIVE.pop("controller", None)
     if handle is None:
         return
+    require_written_for("TrainController.abort")  # outside the try: a version mismatch must not pass silently
     try:
-        ray.get(handle.abort.remote(), timeout=timeout_s)
+        abort_train_controller(handle, timeout_s)
     except Exception:  # noqa: BLE001 - the controller exits inside abort(); a dead one raises here
         pass
 

@@ -13,7 +13,8 @@ import tempfile
 from typing import Any
 
 from ray.train import UserCallback
-from ray.train.v2._internal.execution.callback import ControllerCallback
+
+from cnnray.ray_compat import controller_callback_base
 
 
 class ForwardToTune(UserCallback):
@@ -32,7 +33,7 @@ class ForwardToTune(UserCallback):
         self.queue.put({"metrics": dict(metrics[0]), "checkpoint_dir": staged})
 
 
-class ShareController(ControllerCallback):
+class ShareController(controller_callback_base()):
     """Runs in the Train controller as it starts: hands its actor handle to the trial (see cnnray.tune.abort).
 
     An internal Ray Train hook (RunConfig accepts any RayTrainCallback): no public callback fires before

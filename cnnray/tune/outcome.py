@@ -60,7 +60,9 @@ def best_of(values: list[float], mode: str) -> float | None:
 
 def _trials_of(grid: Any) -> list[Any]:
     # Tune's Trial objects carry the status (TERMINATED / ERROR / RUNNING...); the public Result does not.
-    return list(grid._experiment_analysis.trials)
+    from cnnray.ray_compat import tune_trials
+
+    return tune_trials(grid)
 
 
 def collect_outcomes(grid: Any, space: SearchSpace, metric: str, mode: str) -> list[TrialOutcome]:

@@ -23,6 +23,7 @@ import ray.tune
 from ray.util.queue import Empty, Queue
 
 from cnnray.config import config_hash, to_yaml
+from cnnray.ray_compat import add_trainable_mixin
 from cnnray.train.trainer import EpochSink, PreparedRun, ReportCallback, build_trainer
 from cnnray.tune.abort import AbortTrainOnStop, forget_controller, set_controller
 from cnnray.tune.forward import ForwardToTune, ShareController
@@ -163,4 +164,4 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         raise RuntimeError(error)
 
 
-run_trial.__mixins__ = (AbortTrainOnStop,)  # Tune builds the trainable class with this mixin
+add_trainable_mixin(run_trial, AbortTrainOnStop)  # Tune builds the trainable class with this mixin
