@@ -94,7 +94,7 @@ def build_trainer(prep: PreparedRun, callbacks: list[UserCallback], *, threads: 
     workers = cfg.scaling.num_workers
     datasets = build_streaming_datasets(cfg.data, prep.info) if prep.loader_kind == "streaming" else None
     loop_config = {
-        "cfg": cfg.model_dump(mode="json"), "info": prep.info.__dict__ if hasattr(prep.info, "__dict__") else dict(prep.info),
+        "cfg": cfg.model_dump(mode="json"), "info": prep.info.__dict__,
         "loader_kind": prep.loader_kind, "run_dir": prep.run_dir,
         "threads": threads or max(1, int(cfg.scaling.cpus_per_worker)),
         **(extra_loop_config or {}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnray.config import TuneConfig
-from cnnray.tune.domains import OptunaDefineByRun, grid_param_space, grid_points, param_space
+from cnnray.tune.domains import OptunaDefineByRun, grid_param_space, param_space
 from cnnray.tune.space import SearchSpace
 
 
@@ -32,7 +32,3 @@ def build_search(t: TuneConfig, space: SearchSpace) -> tuple[Any, dict[str, Any]
     return (BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials),
             param_space(space), t.num_samples)
 
-
-def expected_trials(t: TuneConfig, space: SearchSpace) -> int:
-    """How many trials the search will run when nothing stops it."""
-    return len(grid_points(space)) if t.search == "grid" else t.num_samples
