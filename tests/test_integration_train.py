@@ -34,10 +34,12 @@ def _epochs_logged(uri, run_id, key="val_acc"):
     return sorted(m.step for m in _client(uri).get_metric_history(run_id, key))
 
 
-def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_path):
+def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_path, capsys, monkeypatch):
     from cnnray.train.trainer import run_training
 
-    cfg = _cfg(tmp_path, mlflow_server, "run.name=ddp", "registry.name=it-ddp")
+    # fp32 so that evaluating the registered version reproduces the logged validation metrics exactly.
+    cfg = _cfg(tmp_path, mlflow_server, "run.name=ddp", "registry.name=it-ddp", "train.precision=fp32",
+               "registry.promote=true")
     result = run_training(cfg, on_line=lambda s: None)
     assert result["status"] == "FINISHED", result
     client = _client(mlflow_server)
@@ -47,25 +49,44 @@ def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_p
     assert run.data.params["scaling.num_workers"] == "2"
     artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
     assert {"config.yaml", "confusion_matrix.png", "learning_curves.png", "per_class_report.txt"} <= artifacts
-    # Exactly one MLflow run for the training run (no per-worker duplicates).
+    # Exactly one MLflow run for the training run (no per-worker duplicates), besides the promotion's record.
     runs = client.search_runs([run.info.experiment_id])
-    assert len(runs) == 1
+    assert len([r for r in runs if r.data.tags.get("cnnray.kind") != "promote"]) == 1
     mv = client.get_model_version_by_alias("it-ddp", "challenger")
     assert mv.version == result["version"]
     assert mv.tags["cnnray.data_fingerprint"] == result["data_fingerprint"]
     assert mv.tags["cnnray.weights"] in ("raw", "ema")
+    assert mv.tags["cnnray.format"] == "cnnray.image-classifier/1"
+    # registry.promote=true: the gate ran right after registration; with no champion yet (floor 0) it promoted.
+    assert result["promotion"]["outcome"] == "promoted", result["promotion"]
+    assert client.get_model_version_by_alias("it-ddp", "champion").version == mv.version
     import mlflow
 
+    # The registered version is a self-contained pyfunc: uint8 images of any size in, class names out.
     mlflow.set_tracking_uri(mlflow_server)
-    x = np.random.default_rng(0).random((3, 1, 16, 16), dtype=np.float32)
-    torch_model = mlflow.pytorch.load_model(f"models:/it-ddp@challenger")
-    pyfunc = mlflow.pyfunc.load_model(f"models:/it-ddp/{mv.version}")
-    out = np.asarray(pyfunc.predict(x))
-    assert out.shape == (3, 10)
-    import torch
+    from cnnray.data.sources.digits import native
 
-    with torch.no_grad():
-        np.testing.assert_allclose(torch_model(torch.from_numpy(x)).numpy(), out, rtol=1e-4, atol=1e-4)
+    images, labels = native()  # the raw 8x8 digits: the model resizes them itself
+    pyfunc = mlflow.pyfunc.load_model(f"models:/it-ddp/{mv.version}")
+    out = pyfunc.predict(images[:64, 0])
+    assert list(out["class_name"]) == [str(i) for i in out["class_index"]]
+    assert out["probability"].between(0, 1).all() and len(out["top_classes"][0]) == 5
+    # `cnnray evaluate` on the same data and weights reproduces the metrics logged at the best epoch.
+    from workflows import evaluate
+
+    monkeypatch.chdir(tmp_path)
+    code = evaluate.main(["--model", "models:/it-ddp@challenger", f"tracking.uri={mlflow_server}",
+                          f"tracking.experiment=it-{tmp_path.name}", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    ev = json.loads(captured.out.strip().splitlines()[-1])
+    best = int(run.data.tags["cnnray.best_epoch"])
+    logged = {k: {m.step: m.value for m in client.get_metric_history(result["run_id"], f"val_{k}")}[best]
+              for k in ("acc", "top5", "loss", "f1_macro", "precision_weighted")}
+    assert ev["same_data_as_training"] and ev["n"] == 359
+    for k, v in logged.items():  # counts exactly; the mean loss up to float summation order across ranks/batches
+        assert ev["metrics"][k] == pytest.approx(v, rel=1e-3 if k == "loss" else 1e-9), k
+    assert client.get_model_version("it-ddp", mv.version).tags["cnnray.last_evaluation_run"] == ev["run_id"]
 
 
 def test_killed_worker_resumes_from_checkpoint_and_logs_each_epoch_once(ray_local, mlflow_server, tmp_path):

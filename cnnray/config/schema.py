@@ -173,6 +173,8 @@ class RegistryConfig(_Strict):
     name: str = "cnnray"
     alias: str | None = "challenger"
     enabled: bool = True  # register a model version at the end of a run
+    promote: bool = False  # run the promotion gate (`cnnray promote`) on the new version right after registration
+    promote_floor: float = Field(default=0.0, ge=0, le=1)  # with no champion yet: minimum val accuracy to become one
 
 
 class TuneConfig(_Strict):

@@ -13,12 +13,15 @@ from cnnray.tracking.report import per_class_report
 from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_text, metric_history, scratch_dir, set_tags
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_acc", "val_top5", "lr")
+# Best-epoch metrics copied onto the registered version (what `cnnray registry` shows).
+VERSION_METRICS = ("val_acc", "val_top5", "val_loss", "val_f1_macro")
 
 
 def finish_training_run(ctx: TrackingContext, cfg: Config, prep: Any, weights: dict[str, Any],
                         meta: dict[str, Any], extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Log artifacts of the best epoch and register its model; returns the registry fields of the result."""
-    from cnnray.train.build import build_model
+    from cnnray.serve.card import card_for_training
+    from cnnray.serve.data import example_image
 
     info = prep.info
     names = list(info.class_names) or [str(i) for i in range(info.num_classes)]
@@ -31,12 +34,35 @@ def finish_training_run(ctx: TrackingContext, cfg: Config, prep: Any, weights: d
         log_artifact_file(ctx, plot_learning_curves(history, Path(tmp) / "learning_curves.png"))
     weights_src = meta.get("weights", "raw")
     set_tags(ctx, {"cnnray.best_epoch": meta.get("best_epoch"), "cnnray.weights": weights_src})
-    model = build_model(cfg, info.num_classes, info.channels)
-    model.load_state_dict(weights)
     tags = lineage_tags(config_hash=config_hash(cfg), data_fingerprint=info.fingerprint,
                         ray_run_name=prep.run_name, weights=weights_src, extra=extra_tags)
+    best = meta.get("best_metrics") or {}
+    tags.update({f"cnnray.metric.{k}": f"{float(best[k]):.6g}" for k in VERSION_METRICS if k in best})
+    card = card_for_training(cfg, info, lineage=tags, training={
+        "best_epoch": meta.get("best_epoch"), "weights": weights_src, "run_id": ctx.run_id,
+        "metrics": {k: best[k] for k in VERSION_METRICS if k in best}})
     reg = log_and_register(
-        ctx, model, in_chans=info.channels, image_size=info.image_size,
+        ctx, weights, card, example=example_image(cfg.data, info.channels),
         registered_name=cfg.registry.name if cfg.registry.enabled else None, alias=cfg.registry.alias, tags=tags,
     )
-    return {"model_uri": reg.model_uri, "registered_name": reg.name, "version": reg.version, "alias": reg.alias}
+    out = {"model_uri": reg.model_uri, "registered_name": reg.name, "version": reg.version, "alias": reg.alias}
+    if cfg.registry.promote and reg.version:
+        out["promotion"] = promote_after_registration(ctx, cfg, reg.version)
+    return out
+
+
+def promote_after_registration(ctx: TrackingContext, cfg: Config, version: str) -> dict[str, Any]:
+    """registry.promote=true: the `cnnray promote` gate on the new version, on the data it was trained on.
+
+    A refusal or failure of the gate is reported in the result; the training run itself succeeded.
+    """
+    from cnnray.promote.gate import PromoteOptions, run_promote
+
+    opt = PromoteOptions(ctx.uri, cfg.registry.name, str(version), floor=cfg.registry.promote_floor,
+                         experiment=cfg.tracking.experiment)
+    try:
+        rec = run_promote(opt, on_line=lambda s: None)
+    except Exception as e:  # noqa: BLE001 - reported, not raised: the model is trained and registered
+        return {"outcome": "error", "reason": f"{type(e).__name__}: {e}"}
+    return {k: rec.get(k) for k in ("outcome", "reason", "champion_version", "decision_id", "run_id")} | {
+        "champion": (rec.get("aliases_after") or {}).get("champion")}

@@ -1,15 +1,30 @@
-"""Log the best model to an MLflow run and register it as a new version with lineage and an alias."""
+"""Log a trained model as a self-contained pyfunc ("models from code") and register it with lineage and an alias.
+
+A version stores `card.json` (architecture, class names, input contract, lineage) and `weights.pt` (a
+state_dict of plain tensors) as pyfunc artifacts, with `pyfunc_model.py` as its code: loading it runs
+that file and `torch.load(..., weights_only=True)`, never an unpickler of Python objects.
+"""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
-from dataclasses import dataclass
+import re
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
 
-from cnnray.tracking.runs import TrackingContext
+from cnnray.serve.card import CARD_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, ModelCard
+from cnnray.tracking.runs import TrackingContext, scratch_dir
+
+CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
+FORMAT_KEY = "cnnray_format"  # MLmodel metadata key: how cnnray tells its versions from older ones
+MODEL_NAME = "model"
 
 
 @dataclass
@@ -22,39 +37,114 @@ class RegisteredModel:
     alias: str | None
 
 
+def example_png(image_chw: np.ndarray) -> bytes:
+    """A uint8 C,H,W image as PNG bytes (the input example and the serving test's payload)."""
+    from PIL import Image
+
+    img = Image.fromarray(image_chw[0] if image_chw.shape[0] == 1 else image_chw.transpose(1, 2, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _requirements() -> list[str]:
+    from importlib import metadata
+
+    out = []
+    for pkg in ("torch", "numpy", "pillow", "pandas", "mlflow", "cnnray"):
+        try:
+            out.append(f"{pkg}=={re.sub(r'[+].*$', '', metadata.version(pkg))}")
+        except metadata.PackageNotFoundError:
+            out.append(pkg)
+    return out
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    # No input schema on purpose: the model takes numpy batches of any size as well as DataFrames of
+    # encoded images, and validates them itself with messages that name the problem.
+    return ModelSignature(params=ParamSchema([ParamSpec("top_k", "long", 5), ParamSpec("return_logits", "boolean", False)]))
+
+
+def write_model_files(directory: Path, weights: dict[str, torch.Tensor], card: ModelCard) -> ModelCard:
+    """weights.pt (plain tensors) and card.json (with the weights' sha256) into `directory`."""
+    from cnnray.serve.classifier import file_sha256
+
+    plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
+    torch.save(plain, directory / WEIGHTS_FILE)
+    card = replace(card, weights_sha256=file_sha256(directory / WEIGHTS_FILE))
+    (directory / CARD_FILE).write_text(card.to_json())
+    return card
+
+
 def log_and_register(
-    ctx: TrackingContext, model: nn.Module, *, in_chans: int, image_size: int,
+    ctx: TrackingContext, weights: dict[str, torch.Tensor], card: ModelCard, *, example: np.ndarray,
     registered_name: str | None, alias: str | None, tags: dict[str, str],
 ) -> RegisteredModel:
-    """Log `model` (fp32, eval, CPU) with signature and input example; register and alias it."""
+    """Log the pyfunc (input example: `example`, a real uint8 C,H,W training image); register and alias it."""
     import mlflow
-    import numpy as np
-    from mlflow.models import infer_signature
+    import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    model = model.float().cpu().eval().to(memory_format=torch.contiguous_format)
-    example = np.random.default_rng(0).random((2, in_chans, image_size, image_size), dtype=np.float32)
-    with torch.no_grad():
-        out = model(torch.from_numpy(example)).numpy()
-    signature = infer_signature(example, out)
     mlflow.set_tracking_uri(ctx.uri)
+    # start_run(run_id) refuses a run outside the process's active experiment (e.g. one a caller set).
+    mlflow.set_experiment(experiment_id=ctx.experiment_id)
     client = MlflowClient(tracking_uri=ctx.uri)
-    # log_model needs an active run; attach to ours without changing its status at exit.
-    # MLflow prints run links and registration chatter; the command prints its own summary.
+    input_example = pd.DataFrame({"image": [base64.b64encode(example_png(example)).decode("ascii")]})
     quiet = io.StringIO()
-    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), mlflow.start_run(run_id=ctx.run_id):
-        info = mlflow.pytorch.log_model(
-            model, name="model", signature=signature, input_example=example,
-            registered_model_name=registered_name, await_registration_for=60,
-        )
+    with scratch_dir() as tmp:
+        d = Path(tmp)
+        card = write_model_files(d, weights, card)
+        # log_model needs an active run; attach to ours without changing its status at exit.
+        # MLflow prints run links and registration chatter; the command prints its own summary.
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings(), \
+                mlflow.start_run(run_id=ctx.run_id):
+            # The code file's predict has no type hints on purpose (MLflow would enforce them); skip the advice.
+            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME, python_model=str(CODE_FILE),
+                artifacts={"card": str(d / CARD_FILE), "weights": str(d / WEIGHTS_FILE)},
+                signature=_signature(), input_example=input_example, pip_requirements=_requirements(),
+                metadata={FORMAT_KEY: f"{FORMAT}/{FORMAT_VERSION}"},
+                registered_model_name=registered_name, await_registration_for=60,
+            )
     # The `with` block marks the run FINISHED; the caller decides the final status.
     client.update_run(ctx.run_id, status="RUNNING")
     version = None
     if registered_name:
         version = str(info.registered_model_version)
-        for k, v in tags.items():
-            client.set_model_version_tag(registered_name, version, k, v)
-        client.set_model_version_tag(registered_name, version, "cnnray.run_id", ctx.run_id)
+        all_tags = {**tags, "cnnray.run_id": ctx.run_id, "cnnray.format": f"{FORMAT}/{FORMAT_VERSION}",
+                    "cnnray.architecture": card.architecture, "cnnray.num_classes": str(card.num_classes)}
+        for k, v in all_tags.items():
+            client.set_model_version_tag(registered_name, version, k, str(v))
         if alias:
             client.set_registered_model_alias(registered_name, alias, version)
     return RegisteredModel(info.model_uri, registered_name, version, alias if registered_name else None)
+
+
+def register_weights(uri: str, experiment: str, run_name: str, weights: dict[str, torch.Tensor], card: ModelCard,
+                     *, example: np.ndarray, registered_name: str, alias: str | None = None,
+                     tags: dict[str, str] | None = None, metrics: dict[str, float] | None = None) -> RegisteredModel:
+    """Register weights trained elsewhere in a run of their own (tests, imports, re-registration)."""
+    from cnnray.tracking.runs import _client, end_run, ensure_experiment, log_metrics
+
+    exp_id = ensure_experiment(uri, experiment)
+    run = _client(uri).create_run(exp_id, run_name=run_name, tags={"mlflow.runName": run_name})
+    ctx = TrackingContext(uri, exp_id, run.info.run_id)
+    try:
+        if metrics:
+            log_metrics(ctx, metrics)
+        reg = log_and_register(ctx, weights, card, example=example, registered_name=registered_name, alias=alias,
+                               tags={**card.lineage, **(tags or {})})
+    except BaseException:
+        end_run(ctx, "FAILED")
+        raise
+    end_run(ctx, "FINISHED")
+    return reg
+
+
+def model_format(mlmodel: dict[str, Any]) -> str | None:
+    """The cnnray format of a parsed MLmodel file, or None for a version not logged by this cnnray."""
+    return (mlmodel.get("metadata") or {}).get(FORMAT_KEY)

@@ -1,0 +1,149 @@
+"""Frozen evaluation data for a registered version: the split it was validated on, decoded at its input contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnray.config.data import DataConfig
+from cnnray.errors import ConfigError, DataError, UserInputError
+from cnnray.serve.card import ModelCard
+
+SPLITS = ("val", "train", "test")
+
+
+@dataclass
+class EvalData:
+    """uint8 images [N,C,S,S], int64 labels, class names and the data set's content fingerprint."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    class_names: tuple[str, ...]
+    fingerprint: str
+    source: str
+    split: str
+
+
+def data_config_for(card: ModelCard, overrides: list[str]) -> DataConfig:
+    """The card's training data config with `data.*` overrides; image size and channels are the model's."""
+    from cnnray.config.loader import load_config
+
+    base = card.training.get("data") or {}
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ConfigError(f"only data.* keys may be set here, got {', '.join(bad)}")
+    cfg = load_config(overrides=[f"data.{k}={_yaml(v)}" for k, v in _flat(base).items()] + list(overrides))
+    data = cfg.data
+    c = card.input
+    for key, want, got in (("data.image_size", c.image_size, data.image_size), ("data.channels", c.channels, data.channels)):
+        if any(o.startswith(key + "=") for o in overrides) and got != want:
+            raise ConfigError(f"{key}={got} disagrees with the model's input contract ({want}); "
+                              "the model resizes its inputs itself: leave the key out")
+    return data.model_copy(update={"image_size": c.image_size, "channels": c.channels})
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif v is not None:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _yaml(v: Any) -> str:
+    import json
+
+    return json.dumps(v)  # JSON is YAML: lists, strings and numbers parse back as themselves
+
+
+def check_classes(card: ModelCard, data_names: tuple[str, ...], where: str) -> None:
+    """Refuse data whose classes are not the model's (count first, then names)."""
+    model_names = tuple(card.class_names)
+    if len(data_names) != len(model_names):
+        raise DataError(f"{where} has {len(data_names)} classes but the model predicts {len(model_names)} "
+                        f"({', '.join(model_names[:12])}{'...' if len(model_names) > 12 else ''})")
+    unseen = [n for n in data_names if n not in model_names]
+    if unseen:
+        raise DataError(f"{where} has labels the model never saw: {', '.join(unseen[:10])}; "
+                        f"the model's classes: {', '.join(model_names[:20])}")
+    if tuple(data_names) != model_names:
+        raise DataError(f"{where} orders its classes differently from the model; expected {', '.join(model_names)}")
+
+
+def describe(data: DataConfig) -> Any:
+    """DatasetInfo of the evaluation data (DataError/ConfigError on bad input; nothing decoded yet)."""
+    from cnnray.data import absolute_data_path, describe_dataset
+
+    return describe_dataset(absolute_data_path(data))
+
+
+def load_split(data: DataConfig, split: str) -> EvalData:
+    """Decode one split of the data at data.image_size/channels."""
+    from cnnray.data import absolute_data_path, describe_dataset, load_arrays
+
+    if split not in SPLITS:
+        raise UserInputError(f"--split {split!r} is not valid; valid splits: {', '.join(SPLITS)}")
+    data = absolute_data_path(data)
+    info = describe_dataset(data)
+    if split == "test":
+        x, y = _test_split(data)
+    else:
+        tx, ty, vx, vy = load_arrays(data)
+        x, y = (vx, vy) if split == "val" else (tx, ty)
+    return EvalData(x, y, tuple(info.class_names), info.fingerprint, data.source, split)
+
+
+def _test_split(data: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """root/test/<class>/* of an image folder, or the `test` shards of a Parquet directory."""
+    if data.source == "imagefolder":
+        from cnnray.data.folder import _split, scan_folder
+        from cnnray.data.sources.imagefolder import decode_all
+
+        listing = scan_folder(data.path or "")
+        test_dir = listing.root / "test"
+        if not test_dir.is_dir():
+            raise DataError(f"--split test: {test_dir} does not exist")
+        items = _split(test_dir, {n: i for i, n in enumerate(listing.class_names)}, "test")
+        x = decode_all([p for p, _ in items], data.channels or 3, data.image_size)
+        return x, torch.tensor([c for _, c in items], dtype=torch.int64)
+    if data.source == "parquet":
+        from cnnray.data.manifest import read_manifest, shard_paths
+        from cnnray.data.sources.parquet import _split as parquet_split
+
+        manifest, fs, base = read_manifest(data.path or "")
+        if not shard_paths(manifest, base, "test"):
+            raise DataError(f"--split test: {data.path} has no test shards")
+        return parquet_split(data, "test", manifest, fs, base, data.channels or int(manifest["channels"]))
+    raise DataError(f"--split test: data.source={data.source} has only train and val splits")
+
+
+def example_image(data: DataConfig, channels: int) -> np.ndarray:
+    """One real training image, uint8 C,S,S (the registered model's input example), read cheaply."""
+    from cnnray.data import absolute_data_path, load_arrays
+
+    data = absolute_data_path(data)
+    if data.source == "parquet":
+        import pyarrow.parquet as pq
+
+        from cnnray.data.codec import decode
+        from cnnray.data.manifest import read_manifest, shard_paths
+
+        manifest, fs, base = read_manifest(data.path or "")
+        path = shard_paths(manifest, base, "train")[0][0]
+        with fs.open_input_file(path) as f:
+            row = pq.ParquetFile(f).read_row_group(0, columns=["image", "shape"]).slice(0, 1).to_pylist()[0]
+        return decode(row["image"], row["shape"], manifest["format"], channels, data.image_size)
+    if data.source == "imagefolder":
+        from cnnray.data.codec import decode_file
+        from cnnray.data.folder import scan_folder
+
+        listing = scan_folder(data.path or "")
+        return decode_file(listing.train[0][0], channels, data.image_size)
+    from cnnray.data.convert import to_channels
+
+    return to_channels(load_arrays(data)[0][:1], channels)[0].numpy()

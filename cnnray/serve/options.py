@@ -1,0 +1,38 @@
+"""Command-line pieces the registry commands share, checked without importing MLflow or Ray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cnnray.errors import ConfigError
+
+ALLOWED = ("data.*", "tracking.uri", "tracking.experiment")
+
+
+@dataclass
+class CommandKeys:
+    """`key=value` arguments split into data overrides and the tracking location."""
+
+    data: list[str] = field(default_factory=list)
+    tracking_uri: str = ""
+    experiment: str = "cnnray"
+
+
+def split_keys(overrides: list[str]) -> CommandKeys:
+    """Validate `data.*` / `tracking.*` overrides with the config schema; ConfigError naming a bad key."""
+    from cnnray.config import load_config
+    from cnnray.tracking.runs import resolve_tracking_uri
+
+    data, tracking = [], []
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        if "=" not in o:
+            raise ConfigError(f"expected key=value, got {o!r}")
+        if key.startswith("data."):
+            data.append(o)
+        elif key in ("tracking.uri", "tracking.experiment"):
+            tracking.append(o)
+        else:
+            raise ConfigError(f"key {key!r} is not accepted here; accepted keys: {', '.join(ALLOWED)}")
+    cfg = load_config(overrides=data + tracking)  # refuses unknown data keys and bad values with their path
+    return CommandKeys(data, resolve_tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)

@@ -1,0 +1,34 @@
+"""`cnnray rollback [--name cnnray] [--json]`: `champion` back to `previous-champion`, recorded like a promotion."""
+
+from __future__ import annotations
+
+import sys
+
+from cnnray.console import make_parser, print_json, run_workflow
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Roll the champion back one step."""
+    parser = make_parser("cnnray rollback", "Move @champion back to @previous-champion.", config=False)
+    parser.add_argument("overrides", nargs="*", help="tracking.uri, tracking.experiment")
+    parser.add_argument("--name", default="cnnray", help="registered model name")
+
+    def body() -> int:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        from cnnray.serve.options import split_keys
+
+        keys = split_keys(args.overrides)
+        from cnnray.promote.gate import run_rollback
+        from cnnray.serve.report import decision_summary
+
+        record = run_rollback(keys.tracking_uri, args.name, keys.experiment)
+        print(decision_summary(record), flush=True)
+        if args.json:
+            print_json(record)
+        return 0
+
+    return run_workflow(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
