@@ -13,6 +13,14 @@ COMMANDS: dict[str, str] = {
     "config": "workflows.config",
     "bench": "workflows.bench",
     "data": "workflows.prepare_data",
+    "evaluate": "workflows.evaluate",
+    "predict": "workflows.predict",
+    "promote": "workflows.promote",
+    "rollback": "workflows.rollback",
+    "registry": "workflows.registry",
+    "cluster": "workflows.cluster",
+    "submit": "workflows.submit",
+    "jobs": "workflows.jobs",
 }
 
 USAGE = "usage: cnnray <command> [--config FILE] [key.sub=value ...] [--json]\ncommands: " + ", ".join(COMMANDS)

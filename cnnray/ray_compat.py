@@ -114,3 +114,23 @@ def add_trainable_mixin(fn, *mixins: type) -> None:
     """Have Tune build a function trainable's class with these mixins (Tune reads `fn.__mixins__`)."""
     require_written_for("the __mixins__ attribute of function trainables")
     fn.__mixins__ = tuple(mixins)
+
+
+def pin_ray_start_loopback(ip: str = "127.0.0.1") -> None:
+    """Have `ray start` in this process keep `ip` (loopback) as its node IP, worker nodes included.
+
+    Ray 2.60 rewrites a loopback `--node-ip-address` / `--address` to the machine's outward IP
+    (`services.resolve_ip_for_localhost`), and refuses worker nodes in its single-host mode (LOOPBACK_ENV=0).
+    This lifts that guard and pins the IP; used by `cnnray.jobs.ray_node` (one node of `cnnray cluster up`),
+    which sets LOOPBACK_ENV=0 in the environment first so every process the node starts binds `ip`.
+    """
+    require_written_for("`ray start` node-IP resolution (ray_constants.ENABLE_RAY_CLUSTER, services)")
+    from ray._private import ray_constants, services, worker
+
+    ray_constants.ENABLE_RAY_CLUSTER = True
+    outward = services.get_node_ip_address
+
+    def node_ip(address: str | None = None) -> str:
+        return ip if worker._global_node is None else outward(address)
+
+    services.get_node_ip_address = node_ip

@@ -1,4 +1,4 @@
-"""`cnnray bench [data|train|tune|all]`: benchmarks that print ratios measured in one command."""
+"""`cnnray bench [data|train|tune|predict|cluster|all]`: benchmarks that print ratios measured in one command."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ BENCHES = {
     "data": ("cnnray.bench.data", "run_data_bench", "format_data_bench"),
     "train": ("cnnray.bench.train", "run_train_bench", "format_train_bench"),
     "tune": ("cnnray.bench.tune", "run_tune_bench", "format_tune_bench"),
+    "predict": ("cnnray.bench.predict", "run_predict_bench", "format_predict_bench"),
+    "cluster": ("cnnray.bench.cluster", "run_cluster_bench", "format_cluster_bench"),
 }
 
 
