@@ -38,7 +38,15 @@ def ensure_ray(address: str | None = None, verbose: bool = False) -> None:
     kwargs: dict[str, Any] = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
                                   configure_logging=True)
     if address:
-        ray.init(address=address, **kwargs)
+        host = address.split("://")[-1].rsplit(":", 1)[0]
+        if host in ("127.0.0.1", "localhost"):
+            from cnnray.ray_compat import loopback_node
+
+            # A loopback-only cluster (`cnnray cluster up`): this driver must look for its node on 127.0.0.1 too.
+            with loopback_node():
+                ray.init(address=address, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
     else:
         from cnnray.jobs.local import start_local_ray
 
