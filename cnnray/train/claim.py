@@ -139,6 +139,14 @@ class RunClaim:
         self.release()
 
 
+def refuse_if_in_use(run_dir: str, what: str = "run", key: str = "run.name") -> None:
+    """ConfigError naming the holder when another live cnnray process holds this run folder."""
+    holder = in_use_by(run_dir)
+    if holder:
+        raise ConfigError(f"{key} '{Path(run_dir).name}': the {what} is in use by another cnnray process ({holder}); "
+                          f"wait for it to end, stop it, or choose another {key}")
+
+
 def in_use_by(run_dir: str) -> str | None:
     """Who holds a local run folder's lock right now ("pid N on HOST, since T"), or None."""
     lock_path = Path(run_dir) / LOCK_FILE

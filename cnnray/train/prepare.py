@@ -10,7 +10,7 @@ from cnnray.config import Config
 from cnnray.data import DatasetInfo, absolute_data_path, check_num_classes, describe_dataset, resolve_loader_kind
 from cnnray.errors import ConfigError
 from cnnray.train.build import build_model
-from cnnray.train.claim import in_use_by
+from cnnray.train.claim import refuse_if_in_use
 
 
 @dataclass
@@ -62,10 +62,8 @@ def prepare_run(cfg: Config) -> PreparedRun:
     storage = _storage_path(cfg)
     run_dir = f"{storage.rstrip('/')}/{name}"
     exists = _run_exists(run_dir)
-    holder = in_use_by(run_dir) if exists else None
-    if holder:
-        raise ConfigError(f"run.name '{name}': the run is in use by another cnnray process ({holder}); wait for it "
-                          "to end, stop it, or choose another run.name")
+    if exists:
+        refuse_if_in_use(run_dir)
     if exists and not resume:
         raise ConfigError(f"run.name '{name}' already exists at {run_dir}; pass train.resume=true to continue "
                           "it, or choose another run.name")

@@ -84,7 +84,10 @@ class EpochSink:
     def __call__(self, metrics: dict[str, Any], checkpointed: bool) -> None:
         # Console first: an MLflow round trip (1-2 s on a local SQLite store) would delay the progress line.
         if self.queue is not None:
-            self.queue.put_nowait(dict(metrics))
+            try:
+                self.queue.put_nowait(dict(metrics))
+            except Exception:  # noqa: BLE001 - progress lines are best effort; a lost report must not fail the run
+                pass
         if self.logger is not None:
             self.logger.on_report(metrics, checkpointed)
         for fn in self.extra:
@@ -218,7 +221,11 @@ def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | Non
             tracking.runs.set_tags(ctx, _resume_tags(point, prior_status, cfg.train.epochs))
     from ray.util.queue import Queue
 
-    queue = Queue(actor_options={"num_cpus": 0})
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # On the driver's node: a queue on a worker node would die with that node and take the run along.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
     sink = EpochSink(tracking.EpochLogger(ctx.uri, ctx.run_id) if ctx else None, queue)
     printer = progress.ProgressPrinter(cfg.train.epochs, on_line)
     reader = progress.QueueReader(queue, printer if on_report is None else progress.tee(printer, on_report))
@@ -230,8 +237,10 @@ def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | Non
         with interrupt, reader:
             trainer = build_trainer(prep, [ReportCallback(sink)], extra_loop_config=extra)
             result = trainer.fit()
-        # The queue saw every report; Result.metrics only those that came with a checkpoint.
-        last = reader.last or result.metrics or {}
+        # The queue saw every report (an error report comes without a checkpoint); Result.metrics only those
+        # that came with a checkpoint, but it is the run's own record if a progress report was lost.
+        queued, recorded = reader.last or {}, result.metrics or {}
+        last = recorded if recorded.get("done") and not queued.get("error") else (queued or recorded)
         if last.get("error"):
             error = last["error"]
         elif last.get("done") and not last.get("global_step"):

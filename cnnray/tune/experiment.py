@@ -13,7 +13,7 @@ import yaml
 
 from cnnray.config import Config
 from cnnray.errors import ConfigError
-from cnnray.train.claim import in_use_by
+from cnnray.train.claim import refuse_if_in_use
 from cnnray.tune.space import SearchSpace, parse_space
 
 STATE_FILE = "cnnray_search.json"  # next to Tune's own experiment state
@@ -57,10 +57,8 @@ def search_identity(cfg: Config) -> SearchIdentity:
     path = f"{storage.rstrip('/')}/{name}"
     fs, fs_path = _fs(path)
     exists = fs.get_file_info(fs_path).type != pafs.FileType.NotFound
-    holder = in_use_by(path) if exists else None
-    if holder:
-        raise ConfigError(f"run.name '{name}': the search is in use by another cnnray process ({holder}); wait "
-                          "for it to end, stop it, or choose another run.name")
+    if exists:
+        refuse_if_in_use(path, what="search")
     if exists and not resume:
         raise ConfigError(f"a search named '{name}' already exists at {path}; continue it with "
                           f"`cnnray tune --resume {name}`, or choose another run.name")
