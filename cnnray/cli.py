@@ -12,7 +12,7 @@ COMMANDS: dict[str, str] = {
     "models": "workflows.models",
     "config": "workflows.config",
     "bench": "workflows.bench",
-    "data": "workflows.prepare_data",
+    "data": "workflows.data",
     "evaluate": "workflows.evaluate",
     "predict": "workflows.predict",
     "promote": "workflows.promote",

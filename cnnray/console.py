@@ -28,7 +28,7 @@ def make_parser(prog: str, description: str, config: bool = True) -> argparse.Ar
     """A parser with the common flags: --config, overrides, --json, --verbose."""
     p = _Parser(prog=prog, description=description)
     if config:
-        p.add_argument("--config", action="append", default=[], help="YAML config file (repeatable)")
+        p.add_argument("--config", action="append", default=[], help="YAML config file or built-in config name, e.g. tutorial (repeatable)")
         p.add_argument("overrides", nargs="*", help="config overrides: key.sub=value")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs")

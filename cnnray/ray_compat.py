@@ -104,12 +104,6 @@ def abort_train_controller(handle, timeout_s: float) -> None:
     ray.get(handle.abort.remote(), timeout=timeout_s)
 
 
-def tune_trials(grid) -> list:
-    """Tune's Trial objects behind a ResultGrid: they carry the status (TERMINATED, ERROR...), Results do not."""
-    require_written_for("ResultGrid._experiment_analysis")
-    return list(grid._experiment_analysis.trials)
-
-
 def add_trainable_mixin(fn, *mixins: type) -> None:
     """Have Tune build a function trainable's class with these mixins (Tune reads `fn.__mixins__`)."""
     require_written_for("the __mixins__ attribute of function trainables")

@@ -54,41 +54,62 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store; yields its tracking URI."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+def _start_mlflow_server(root: Path, port: int, timeout_s: float = 90.0) -> tuple[subprocess.Popen | None, str]:
+    """Start `mlflow server` on `port` and wait for /health; (process, uri), or (None, why) if it did not come up."""
+    import urllib.request
+
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    log = root / f"server-{port}.log"
     proc = subprocess.Popen(
         [exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
-        stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT,
+        stdout=open(log, "w"), stderr=subprocess.STDOUT,
         # MLflow 3's server starts a pool of huey job consumers (GenAI jobs) by default: ~8 processes
         # that slow a 2-core machine's start-up to a crawl and that no cnnray feature uses.
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    import urllib.request
-
+    deadline = time.time() + timeout_s
     while time.time() < deadline:
         try:
             urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
+            if proc.poll() is None:  # healthy and ours (not another server that holds the port)
+                return proc, uri
         except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+            if proc.poll() is not None:  # e.g. the port was taken between _free_port() and the bind
+                return None, f"port {port}: mlflow server exited: {log.read_text()[-2000:]}"
             time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("mlflow server did not become healthy in 90 s")
-    yield uri
+    _stop(proc)
+    return None, f"port {port}: mlflow server did not become healthy in {timeout_s:.0f} s: {log.read_text()[-2000:]}"
+
+
+def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store; yields its tracking URI.
+
+    The free port is picked before the server binds it, so another process may take it in between:
+    if the server exits or never becomes healthy, a new port is picked (3 tries).
+    """
+    root = tmp_path_factory.mktemp("mlflow")
+    errors = []
+    for _ in range(3):
+        proc, uri = _start_mlflow_server(root, _free_port())
+        if proc is not None:
+            break
+        errors.append(uri)
+    else:
+        raise RuntimeError("mlflow server did not start in 3 tries:\n" + "\n".join(errors))
+    yield uri
+    _stop(proc)
 
 
 # Registry lifecycle tests (serve / promote / registry): one small digits model trained in this process.

@@ -124,9 +124,8 @@ def test_rayjob_entrypoints_are_workflows_whose_arguments_parse(job):
     for key in (cfg.data.path, cfg.scaling.storage_path):
         assert key.startswith("s3://")  # shared storage: every pod reads and writes the same place
     if workflow == "tune":  # space and settings accepted as `cnnray tune` would (without touching storage)
-        from cnnray.tune.settings import check_settings, trial_base_config
-        from cnnray.tune.space import load_space
-        from cnnray.tune.space_check import check_space
+        from cnnray.tune.prepare import check_settings, trial_base_config
+        from cnnray.tune.space import check_space, load_space
 
         space = load_space(parsed.space or cfg.tune.space)
         check_settings(cfg, space)

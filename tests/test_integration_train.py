@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from cnnray.config import load_config
@@ -89,10 +88,12 @@ def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_p
     assert client.get_model_version("it-ddp", mv.version).tags["cnnray.last_evaluation_run"] == ev["run_id"]
 
 
-def test_killed_worker_resumes_from_checkpoint_and_logs_each_epoch_once(ray_local, mlflow_server, tmp_path):
+def test_killed_worker_resumes_from_checkpoint_and_logs_each_epoch_once(ray_local, mlflow_server, tmp_path,
+                                                                        monkeypatch):
     from cnnray.train.trainer import run_training
 
-    cfg = _cfg(tmp_path, mlflow_server, "run.name=killed", "train.epochs=3", "train.fail_at_epoch=1",
+    monkeypatch.setenv("CNNRAY_TEST_FAIL_AT_EPOCH", "1")
+    cfg = _cfg(tmp_path, mlflow_server, "run.name=killed", "train.epochs=3",
                "scaling.max_failures=1", "registry.enabled=false")
     result = run_training(cfg, on_line=lambda s: None)
     assert result["status"] == "FINISHED", result
@@ -101,11 +102,11 @@ def test_killed_worker_resumes_from_checkpoint_and_logs_each_epoch_once(ray_loca
         assert _epochs_logged(mlflow_server, result["run_id"], key) == [0, 1, 2]
 
 
-def test_non_finite_loss_fails_run_and_registers_nothing(ray_local, mlflow_server, tmp_path):
+def test_non_finite_loss_fails_run_and_registers_nothing(ray_local, mlflow_server, tmp_path, monkeypatch):
     from cnnray.train.trainer import run_training
 
-    cfg = _cfg(tmp_path, mlflow_server, "run.name=nan", "train.inject_nan_at_step=5", "registry.name=it-nan",
-               "train.epochs=1")
+    monkeypatch.setenv("CNNRAY_TEST_NAN_AT_STEP", "5")
+    cfg = _cfg(tmp_path, mlflow_server, "run.name=nan", "registry.name=it-nan", "train.epochs=1")
     result = run_training(cfg, on_line=lambda s: None)
     assert result["status"] == "FAILED"
     assert "non-finite" in result["error"] and "step 5" in result["error"]
@@ -134,7 +135,8 @@ def test_bad_config_exits_2_naming_the_key(override, needle, tmp_path):
 
 def test_interrupt_ends_killed_and_resume_continues_same_run(ray_local, mlflow_server, tmp_path):
     address = ray_local.get_runtime_context().gcs_address
-    args = ["train", *TINY, "train.epochs=4", f"tracking.uri={mlflow_server}", "run.name=intr",
+    # Long enough (8 epochs) that the signal, sent once the first epoch is in MLflow, cannot race the end of the run.
+    args = ["train", *TINY, "train.epochs=8", f"tracking.uri={mlflow_server}", "run.name=intr",
             f"scaling.storage_path={tmp_path / 'ray'}", f"tracking.experiment=it-{tmp_path.name}",
             "registry.name=it-intr", f"--address={address}", "--json"]
     proc = subprocess.Popen([sys.executable, "-m", "cnnray.cli", *args], stdout=subprocess.PIPE,
@@ -154,7 +156,7 @@ def test_interrupt_ends_killed_and_resume_continues_same_run(ray_local, mlflow_s
     assert proc.returncode != 0, out[-3000:]
     assert _client(mlflow_server).get_run(run_id).info.status == "KILLED"
     done_before = _epochs_logged(mlflow_server, run_id)
-    assert done_before and done_before[-1] < 3
+    assert done_before and done_before[-1] < 7
 
     again = _cli(args, cwd=tmp_path)  # same name without resume: refused
     assert again.returncode == 2 and "already exists" in again.stderr
@@ -162,7 +164,7 @@ def test_interrupt_ends_killed_and_resume_continues_same_run(ray_local, mlflow_s
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     result = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert result["run_id"] == run_id
-    assert _epochs_logged(mlflow_server, run_id) == [0, 1, 2, 3]
+    assert _epochs_logged(mlflow_server, run_id) == list(range(8))  # each epoch once, across the interrupt
     assert _client(mlflow_server).get_run(run_id).info.status == "FINISHED"
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cnnray.serve import card_for_training
 from cnnray.serve.data import example_image
-from cnnray.tracking.registry import register_weights
+from cnnray.tracking.model_registry import register_weights
 
 
 def _register(uri, m, name, weights, alias="challenger"):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnnray.serve import card_for_training
 from cnnray.serve.data import example_image
-from cnnray.tracking.registry import register_weights
+from cnnray.tracking.model_registry import register_weights
 
 
 def _register(uri, m, name, weights=None, alias="challenger"):
@@ -33,7 +33,7 @@ def test_version_is_a_pyfunc_from_code_that_takes_images(mlflow_server, digits_m
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    reg = _register(mlflow_server, digits_model, "fmt-a")
+    _register(mlflow_server, digits_model, "fmt-a")
     mlflow.set_tracking_uri(mlflow_server)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/fmt-a/1", dst_path=str(tmp_path)))
     files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
@@ -77,7 +77,7 @@ def test_registry_listing_and_run_uri(mlflow_server, digits_model, capsys, monke
     from workflows import evaluate, registry
 
     monkeypatch.chdir(tmp_path)
-    reg = _register(mlflow_server, digits_model, "fmt-b")
+    _register(mlflow_server, digits_model, "fmt-b")
     _register(mlflow_server, digits_model, "fmt-b", weights=digits_model.degraded(4))
     code, out, err = _run(registry.main, ["--name", "fmt-b", f"tracking.uri={mlflow_server}", "--json"], capsys)
     assert code == 0, err

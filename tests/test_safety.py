@@ -183,24 +183,7 @@ def _kill_tree(proc: subprocess.Popen, tree: dict[int, int] | None = None) -> No
         pass
 
 
-def test_case2_two_trainings_started_at_once_with_one_name(tmp_path):
-    a, b = (_spawn(_train_cmd(tmp_path, "run.name=twin", "train.epochs=30"), tmp_path) for _ in range(2))
-    try:
-        deadline = time.time() + 180
-        while a.poll() is None and b.poll() is None and time.time() < deadline:
-            time.sleep(0.5)
-        loser, winner = (a, b) if a.poll() is not None else (b, a)
-        assert loser.poll() == 2, (loser.poll(), loser.stderr.read() if loser.poll() is not None else "")
-        err = loser.stderr.read()
-        assert "twin" in err and ("in use by another cnnray process" in err or "already exists" in err), err
-        assert winner.poll() is None  # the winner is training, alone
-        assert [p.name for p in (tmp_path / "runs").iterdir()] == ["twin"]
-    finally:
-        for p in (a, b):
-            _kill_tree(p)
-
-
-# ---------------------------------------------------------------- cases 6, 7, 8: a live run, seen from outside
+# ---------------------------------------------------------------- cases 2, 6, 7, 8: a live run, seen from outside
 
 @dataclass
 class Live:
@@ -208,13 +191,35 @@ class Live:
     tmp: Path
     run_dir: Path
     uri: str
+    loser_rc: int | None  # the twin started at the same moment under the same name
+    loser_err: str
+    winner_alive_when_loser_exited: bool
+    runs_when_loser_exited: list[str]
 
 
 @pytest.fixture(scope="module")
 def live_run(tmp_path_factory):
-    """A real `cnnray train` process with its own local Ray, trained past its first checkpoint."""
+    """A real `cnnray train` process with its own local Ray, trained past its first checkpoint.
+
+    It is the winner of two trainings started at the same moment under one name (case 2): the same
+    expensive start-up serves both the twin check and the live-run checks.
+    """
     tmp = tmp_path_factory.mktemp("live")
-    proc = _spawn(_train_cmd(tmp, "run.name=live", "train.epochs=40"), tmp)
+    a, b = (_spawn(_train_cmd(tmp, "run.name=live", "train.epochs=40"), tmp) for _ in range(2))
+    try:
+        deadline = time.time() + 180
+        while a.poll() is None and b.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        loser, proc = (a, b) if a.poll() is not None else (b, a)
+        loser_rc = loser.poll()
+        winner_alive = proc.poll() is None
+        runs = sorted(p.name for p in (tmp / "runs").iterdir()) if (tmp / "runs").exists() else []
+        loser_err = loser.stderr.read() if loser_rc is not None else ""
+    except BaseException:
+        for p in (a, b):
+            _kill_tree(p)
+        raise
+    _kill_tree(loser)
     run_dir = tmp / "runs" / "live"
     deadline = time.time() + 240
     while not (run_dir / "checkpoint_manager_snapshot.json").exists():
@@ -222,8 +227,16 @@ def live_run(tmp_path_factory):
             _kill_tree(proc)
             pytest.fail(f"live run did not checkpoint: rc={proc.poll()} {proc.stderr.read()[-2000:]}")
         time.sleep(0.5)
-    yield Live(proc, tmp, run_dir, f"sqlite:///{tmp / 'mlflow.db'}")
+    yield Live(proc, tmp, run_dir, f"sqlite:///{tmp / 'mlflow.db'}", loser_rc, loser_err, winner_alive, runs)
     _kill_tree(proc)
+
+
+def test_case2_two_trainings_started_at_once_with_one_name(live_run):
+    assert live_run.loser_rc == 2, (live_run.loser_rc, live_run.loser_err[-2000:])
+    err = live_run.loser_err
+    assert "live" in err and ("in use by another cnnray process" in err or "already exists" in err), err
+    assert live_run.winner_alive_when_loser_exited  # the winner is training, alone
+    assert live_run.runs_when_loser_exited == ["live"]
 
 
 def _loopback(addr: str) -> bool:
@@ -386,7 +399,7 @@ def test_case8_local_cluster_keeps_token_authentication(ray_local):
 
 def test_tune_state_written_atomically_and_a_corrupt_one_refused(tmp_path, capsys):
     from cnnray.config import load_config
-    from cnnray.tune.experiment import STATE_FILE, load_state, save_state, search_identity
+    from cnnray.tune.prepare import STATE_FILE, load_state, save_state, search_identity
     from cnnray.tune.space import load_space
 
     cfg = load_config(overrides=[*_store(tmp_path), "run.name=srch"])

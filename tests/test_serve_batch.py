@@ -8,7 +8,7 @@ import pytest
 
 from cnnray.serve import card_for_training
 from cnnray.serve.data import example_image
-from cnnray.tracking.registry import register_weights
+from cnnray.tracking.model_registry import register_weights
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from cnnray.serve import ImageClassifier, card_for_training
 from cnnray.serve.data import example_image
-from cnnray.tracking.registry import register_weights
+from cnnray.tracking.model_registry import register_weights
 
 
 def _free_port():

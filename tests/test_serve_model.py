@@ -11,7 +11,7 @@ from PIL import Image
 
 from cnnray.errors import DataError, UserInputError
 from cnnray.serve import ImageClassifier, InputContract, ModelCard, card_for_training, to_model_input
-from cnnray.tracking.registry import write_model_files
+from cnnray.tracking.model_registry import write_model_files
 
 
 def _png(chw):

@@ -8,7 +8,7 @@ from torch import nn
 
 from cnnray.config.schema import Config, OptimConfig, ScheduleConfig, TrainConfig
 from cnnray.train.engine import Engine
-from cnnray.train.errors import NonFiniteLossError
+from cnnray.errors import NonFiniteLossError
 
 
 class TinyNet(nn.Module):
@@ -123,20 +123,49 @@ def test_ddp_accumulation_uses_no_sync(tmp_path):
         dist.destroy_process_group()
 
 
-def test_nan_guard_raises_before_the_step():
+@pytest.mark.parametrize("fused", [False, True], ids=["host-check", "device-skip"])
+@pytest.mark.parametrize("check_every", [1, 3, 50])
+def test_nan_guard_takes_no_step_on_a_nan(fused, check_every):
+    """Whether the check comes at the step (1), a few steps later (3) or only at epoch end (50), no
+    optimizer step is taken from the NaN on, and the error names the step it happened at."""
     x, y = blobs(64)
     data = batches(x, y, 16)
     cfg = dict(optim={"lr": 0.01}, schedule={"name": "constant", "warmup_epochs": 0})
-    e = engine(cfg_of(inject_nan_at_step=6, **cfg), 4)
+    e = engine(cfg_of(**cfg), 4, nan_at_step=6, check_every=check_every, fused=fused)
     e.train_epoch(data)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at epoch 1, step 6"):
         e.train_epoch(data)
-    ref = engine(cfg_of(**cfg), 4)
+    ref = engine(cfg_of(**cfg), 4, fused=fused)
     ref.train_epoch(data)
     ref.train_epoch(data[:2])
     assert e.global_step == 6
     for a, b in zip(params(e), params(ref)):
         assert torch.isfinite(a).all() and torch.equal(a, b)
+    if fused:  # the skipped steps did not advance AdamW's step count either
+        steps = {int(st["step"]) for st in e.optimizer.state.values()}
+        assert steps == {6}
+
+
+def test_fused_and_foreach_optimizers_agree():
+    x, y = blobs(64)
+    data = batches(x, y, 16)
+    a, b = engine(cfg_of(), 4, fused=True), engine(cfg_of(), 4, fused=False)
+    a.train_epoch(data)
+    b.train_epoch(data)
+    for p, q in zip(params(a), params(b)):
+        assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_no_host_sync_per_step(monkeypatch):
+    """The old loop read loss.item() every micro-batch; now only the periodic check and the epoch end read."""
+    x, y = blobs(256)
+    data = batches(x, y, 8)  # 32 steps
+    e = engine(cfg_of(), 32, check_every=10, fused=True)
+    reads = []
+    orig = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: (reads.append(1), orig(t))[1])
+    e.train_epoch(data)
+    assert len(reads) <= 32 // 10 + 2  # 3 periodic checks + the epoch-end check + the loss total
 
 
 def test_validate_selects_and_stops_early():
@@ -211,3 +240,12 @@ def test_mixup_soft_targets():
 
     e = engine(cfg_of(label_smoothing=0.1), 2, mixup=mixup)
     assert torch.isfinite(torch.tensor(e.train_epoch(batches(x, y, 16))["train_loss"]))
+
+
+def test_test_hooks_read_from_the_environment():
+    from cnnray.train.test_hooks import FAIL_AT_EPOCH, NAN_AT_STEP, read_test_hooks
+
+    assert read_test_hooks({}) == {}
+    assert read_test_hooks({NAN_AT_STEP: "5", FAIL_AT_EPOCH: " 1 "}) == {NAN_AT_STEP: 5, FAIL_AT_EPOCH: 1}
+    with pytest.raises(ValueError, match=NAN_AT_STEP):
+        read_test_hooks({NAN_AT_STEP: "-1"})

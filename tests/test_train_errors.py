@@ -2,7 +2,7 @@
 
 import pickle
 
-from cnnray.train.errors import NonFiniteLossError
+from cnnray.errors import NonFiniteLossError
 
 
 def test_message_and_pickle():

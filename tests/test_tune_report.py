@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
-from cnnray.tune.outcome import TrialOutcome, best_of, best_outcome, trial_status
-from cnnray.tune.plots import best_so_far, plot_best_so_far, plot_metric_vs_params
-from cnnray.tune.report import format_tune_summary, trial_rows, trials_csv, trials_table
+from cnnray.tune.report import (best_so_far, format_tune_summary, plot_best_so_far, plot_metric_vs_params,
+                                trial_rows, trials_csv, trials_table)
+from cnnray.tune.results import TrialOutcome, best_of, best_outcome, trial_status
 from cnnray.tune.space import load_space
 
 

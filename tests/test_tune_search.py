@@ -1,4 +1,5 @@
-"""`cnnray tune` end to end on the real local Ray cluster and MLflow server: ASHA, resume, PBT."""
+"""`cnnray tune` end to end on the real local Ray cluster and MLflow server: ASHA, resume, PBT,
+HyperBand + Optuna, median stopping + grid search + time budget."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from cnnray.config import load_config
 
@@ -39,18 +42,18 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     from cnnray.tune.runner import run_tune
 
     lines: list[str] = []
-    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=asha", "tune.num_samples=4",
+    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=asha", "tune.num_samples=3",
                                       "registry.name=tune-asha"))
     result = run_tune(cfg, on_line=lines.append)
     assert result["status"] == "FINISHED", result
-    assert result["num_trials"] == 4 and result["counts"]["failed"] == 0
+    assert result["num_trials"] == 3 and result["counts"]["failed"] == 0
     assert result["counts"]["finished"] >= 1  # ASHA lets the best run to the end
     client = _client(mlflow_server)
     parent = client.get_run(result["parent_run_id"])
     assert parent.info.status == "FINISHED"
-    assert parent.data.params["tune.scheduler"] == "asha" and parent.data.params["tune.num_samples"] == "4"
+    assert parent.data.params["tune.scheduler"] == "asha" and parent.data.params["tune.num_samples"] == "3"
     children = _children(mlflow_server, parent)
-    assert len(children) == 4
+    assert len(children) == 3
     rows = {r["trial_id"]: r for r in result["trials"]}
     assert {c.data.tags["cnnray.trial_id"] for c in children} == set(rows)
     for child in children:
@@ -87,8 +90,10 @@ def test_interrupted_search_resumes_with_every_trial_once(ray_local, mlflow_serv
     from cnnray.tracking import find_run_by_name
 
     address = ray_local.get_runtime_context().gcs_address
+    # One trial at a time: when the first trial has finished, two more still have to run, so the signal below
+    # cannot race the end of the whole search (with two at a time, both others could finish first).
     args = ["tune", *_args(tmp_path, mlflow_server, "run.name=intr", "tune.num_samples=3", "tune.scheduler=fifo",
-                           "registry.name=tune-intr"), f"--address={address}", "--json"]
+                           "tune.max_concurrent_trials=1", "registry.name=tune-intr"), f"--address={address}", "--json"]
     proc = subprocess.Popen([sys.executable, "-m", "cnnray.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     experiment = f"tune-{tmp_path.name}"
@@ -136,11 +141,13 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
     from cnnray.tune.runner import run_tune
 
     space = tmp_path / "pbt.yaml"
-    # One hopeless lr and one good one (tune.seed=1 draws both): the bad trial must copy the good one.
+    # One hopeless lr and one good one: the bad trial must copy the good one. The seed is one whose draws are
+    # exactly those two lrs (found with the search's own seeded sampler), not a seed that happened to work once.
     space.write_text("params:\n  optim.lr: [1.0e-6, 3.0e-3]\n  train.label_smoothing: {type: uniform, low: 0.0, high: 0.1}\n")
-    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=pbt", "tune.scheduler=pbt",
-                                      "tune.num_samples=2", "tune.max_epochs=3", "tune.seed=1",
-                                      "registry.enabled=false"))
+    overrides = _args(tmp_path, mlflow_server, "run.name=pbt", "tune.scheduler=pbt", "tune.num_samples=2",
+                      "tune.max_epochs=3", "registry.enabled=false")
+    seed = _seed_drawing(overrides, space, "optim.lr", {1.0e-6, 3.0e-3})
+    cfg = load_config(overrides=[*overrides, f"tune.seed={seed}"])
     result = run_tune(cfg, space_ref=str(space), on_line=lambda s: None)
     assert result["status"] == "FINISHED", result
     restored = [r for r in result["trials"] if r.get("restored_from")]
@@ -158,3 +165,109 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
     assert {r["trial_id"] for r in restored} <= {c.data.tags["cnnray.trial_id"] for c in tagged}
     assert all(c.info.status == "FINISHED" for c in children), [(c.data.tags["cnnray.trial_id"], c.info.status) for c in children]
     _assert_resources_released(ray_local)
+
+
+def _draws(cfg, space_path):
+    """The parameter sets the search's own (seeded) sampler gives its trials, in order, without running any."""
+    from ray import tune
+
+    from cnnray.tune.search import build_search
+    from cnnray.tune.space import load_space
+
+    tune.register_trainable("cnnray-test-draws", lambda config: None)
+    search_alg, params, num_samples = build_search(cfg.tune, load_space(str(space_path)))
+    search_alg.add_configurations({"draws": {"run": "cnnray-test-draws", "config": params, "num_samples": num_samples}})
+    return [search_alg.next_trial().config for _ in range(num_samples)]
+
+
+def _seed_drawing(overrides, space_path, key, values):
+    """The first tune.seed whose trials draw exactly `values` for `key` (deterministic: the sampler is seeded)."""
+    for seed in range(50):
+        cfg = load_config(overrides=[*overrides, f"tune.seed={seed}"])
+        first = [d[key] for d in _draws(cfg, space_path)]
+        if set(first) == values and first == [d[key] for d in _draws(cfg, space_path)]:  # and draws repeat
+            return seed
+    raise AssertionError(f"no tune.seed in 0..49 draws {sorted(values)} for {key}")
+
+
+def test_hyperband_scheduler_with_optuna_search(ray_local, mlflow_server, tmp_path):
+    from cnnray.tune.runner import run_tune
+
+    space = tmp_path / "small.yaml"
+    space.write_text("params:\n  optim.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n"
+                     "  train.label_smoothing: {type: uniform, low: 0.0, high: 0.1}\n")
+    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=hb", "tune.scheduler=hyperband",
+                                      "tune.search=optuna", "tune.num_samples=2", "registry.enabled=false"))
+    lines: list[str] = []
+    result = run_tune(cfg, space_ref=str(space), on_line=lines.append)
+    assert result["status"] == "FINISHED", result
+    assert (result["scheduler"], result["search"]) == ("hyperband", "optuna")
+    assert result["num_trials"] == 2 and result["counts"]["failed"] == 0 and result["counts"]["unfinished"] == 0
+    assert result["counts"]["finished"] >= 1, result["table"]  # HyperBand runs the best of each bracket to max_t
+    lrs = [r["optim.lr"] for r in result["trials"]]
+    assert all(1.0e-3 <= lr <= 1.0e-2 for lr in lrs) and len(set(lrs)) == 2  # optuna's draws, from the space
+    for r in result["trials"]:
+        assert 1 <= r["epochs_run"] <= 2
+        assert (r["epochs_run"] == 2) == (r["status"] == "finished"), r
+    assert result["best"]["value"] == max(r["best_val_acc"] for r in result["trials"])
+    parent = _client(mlflow_server).get_run(result["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["tune.scheduler"] == "hyperband" and parent.data.params["tune.search"] == "optuna"
+    children = _children(mlflow_server, parent)
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        assert float(child.data.params["optim.lr"]) in lrs
+    _assert_resources_released(ray_local)
+
+
+GRID = [1.0e-3, 2.0e-3, 3.0e-3, 4.0e-3, 5.0e-3, 6.0e-3, 7.0e-3, 8.0e-3, 9.0e-3, 1.0e-2, 2.0e-2, 3.0e-2]
+BUDGET_S = 40
+
+
+@pytest.fixture(scope="module")
+def budget_search(ray_local, mlflow_server, tmp_path_factory):
+    """A median-stopping grid search that would take minutes, stopped by tune.time_budget_s (run once)."""
+    from cnnray.tune.runner import run_tune
+
+    tmp_path = tmp_path_factory.mktemp("timecap")
+    space = tmp_path / "grid.yaml"
+    space.write_text("params:\n  optim.lr: [" + ", ".join(map(str, GRID)) + "]\n")
+    # 12 grid points of 2 epochs, two at a time, would take minutes; the budget stops the search after 40 s.
+    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=timecap", "tune.scheduler=median",
+                                      "tune.search=grid", "tune.grace_period=1", f"tune.time_budget_s={BUDGET_S}",
+                                      "registry.enabled=false"))
+    lines: list[str] = []
+    result = run_tune(cfg, space_ref=str(space), on_line=lines.append)
+    _assert_resources_released(ray_local)
+    return result, lines
+
+
+def test_median_scheduler_with_grid_search_stops_at_the_time_budget(budget_search, mlflow_server):
+    result, _ = budget_search
+    # Spending the budget is the search's normal end, not an interruption: FINISHED with the trials it got through.
+    assert result["status"] == "FINISHED", result
+    assert "error" not in result, result
+    assert (result["scheduler"], result["search"]) == ("median", "grid")
+    done = [r for r in result["trials"] if r["status"] in ("finished", "stopped_early")]
+    assert done and len(done) < len(GRID), result["table"]
+    assert result["counts"]["failed"] == 0
+    # Grid search: each point at most once, and only points of the grid.
+    lrs = [r["optim.lr"] for r in result["trials"]]
+    assert len(lrs) == len(set(lrs)) and set(lrs) <= set(GRID)
+    # It stopped because of the budget: well before the grid could have been run through.
+    assert BUDGET_S <= result["wall_seconds"] < BUDGET_S + 120, result["wall_seconds"]
+    parent = _client(mlflow_server).get_run(result["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["tune.time_budget_s"] == str(float(BUDGET_S))
+    assert parent.data.params["tune.scheduler"] == "median" and parent.data.params["tune.search"] == "grid"
+
+
+@pytest.mark.xfail(strict=True, reason="product gap: cnnray/tune/runner.py computes budget_hit but neither the "
+                   "result nor format_tune_summary says the time budget ended the search (trials cut by it read "
+                   "as 'stopped_early', i.e. stopped by the scheduler)")
+def test_the_search_result_says_the_time_budget_ended_it(budget_search):
+    from cnnray.tune.report import format_tune_summary
+
+    result, lines = budget_search
+    said = [line for line in [*lines, format_tune_summary(result)] if "budget" in line.lower()]
+    assert said or result.get("stopped_by") == "time_budget", format_tune_summary(result)

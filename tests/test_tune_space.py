@@ -13,10 +13,9 @@ import yaml
 
 from cnnray.config import Config, load_config
 from cnnray.errors import ConfigError
-from cnnray.tune.resolve import active_values, encode_choice, trial_config
-from cnnray.tune.settings import check_settings, trial_base_config
-from cnnray.tune.space import load_space, parse_space, space_names
-from cnnray.tune.space_check import check_space
+from cnnray.tune.prepare import check_settings, trial_base_config
+from cnnray.tune.space import (active_values, check_space, encode_choice, load_space, parse_space, space_names,
+                               trial_config)
 
 
 def _space(params: dict, fixed: dict | None = None, name: str = "t"):
@@ -82,7 +81,7 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
     assert yaml.safe_load(f.read_text())["params"]["optim.lr"]["low"] == "1e-4"  # what PyYAML does
     p = load_space(str(f)).params["optim.lr"]
     assert (p.low, p.high) == (1e-4, 1e-2)
-    with pytest.raises(ConfigError, match="unknown search space 'nope'; built-in spaces: architecture"):
+    with pytest.raises(ConfigError, match="unknown search space 'nope'.*built-in search spaces: architecture"):
         load_space("nope")
     with pytest.raises(ConfigError, match="search space file not found"):
         load_space(str(tmp_path / "missing.yaml"))
@@ -109,7 +108,7 @@ def test_active_values_drop_inactive_conditionals_and_clamp():
 
 
 def test_grid_points_are_deduplicated_over_inactive_conditionals():
-    from cnnray.tune.domains import grid_points
+    from cnnray.tune.search import grid_points
 
     space = _space({"schedule.name": ["cosine", "step"],
                     "schedule.warmup_epochs": {"values": [0.0, 1.0], "when": {"schedule.name": "cosine"}},
@@ -122,7 +121,7 @@ def test_grid_points_are_deduplicated_over_inactive_conditionals():
 def test_optuna_define_by_run_suggests_conditionals_only_under_their_parent():
     import optuna
 
-    from cnnray.tune.domains import OptunaDefineByRun
+    from cnnray.tune.search import OptunaDefineByRun
 
     space = load_space("schedules")
     fn = OptunaDefineByRun(space)

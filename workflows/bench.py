@@ -6,6 +6,7 @@ import importlib
 import sys
 
 from cnnray.console import make_parser, print_json, run_workflow
+from cnnray.errors import UserInputError
 
 # name -> (module, run function, format function)
 BENCHES = {
@@ -17,15 +18,36 @@ BENCHES = {
 }
 
 
+def _gpu_bench(which: str, quick: bool, as_json: bool) -> int:
+    import torch
+
+    if which != "train":
+        raise UserInputError(f"--gpu applies to `cnnray bench train`, not `{which}`")
+    if not torch.cuda.is_available():
+        raise UserInputError("cnnray bench train --gpu: no CUDA GPU is visible to PyTorch")
+    from cnnray.bench.gpu import format_gpu_bench, run_gpu_bench
+
+    print("== bench train --gpu", flush=True)
+    result = run_gpu_bench(quick=quick)
+    print(format_gpu_bench(result), flush=True)
+    if as_json:
+        print_json({"train_gpu": result})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the named benchmark(s) and print their ratios (JSON with --json)."""
     parser = make_parser("cnnray bench", "Benchmarks; each prints ratios measured in the same run.", config=False)
     parser.add_argument("which", nargs="?", default="all", choices=[*BENCHES, "all"])
     parser.add_argument("--quick", action="store_true", help="train: skip the time-to-accuracy race")
+    parser.add_argument("--gpu", action="store_true",
+                        help="train: the CUDA GPU table instead (Engine vs a lean loop, CBAM cost; needs no Ray)")
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        from cnnray.train.quiet import quiet_ray
+        if args.gpu:
+            return _gpu_bench(args.which, args.quick, args.json)
+        from cnnray.ray_session import quiet_ray
 
         quiet_ray(args.verbose)
         results = {}

@@ -9,10 +9,10 @@ from cnnray.console import make_parser, print_json, run_workflow
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the resolved config (after --config files and overrides) or every key with its type."""
+    """Print the resolved config (after --config files or names and overrides) or every key with its description."""
     parser = make_parser("cnnray config", "Show the resolved config tree or the reference of every key.")
     parser.add_argument("--show", action="store_true", help="print the resolved config as YAML (default)")
-    parser.add_argument("--keys", action="store_true", help="print every key with its type and default")
+    parser.add_argument("--keys", action="store_true", help="print every key with its type, default and description")
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         info = describe(data)
         check_classes(clf.card, tuple(info.class_names), f"data.source={data.source}")
         if uses_ray(data):
-            from cnnray.train.quiet import quiet_ray
+            from cnnray.ray_session import quiet_ray
 
             quiet_ray(args.verbose)
         res = evaluate_models([clf], data, args.split)[0]

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         clf, version = load_version(ref, keys.tracking_uri)
         if args.data:
             from cnnray.serve.batch_write import predict_parquet
-            from cnnray.train.quiet import quiet_ray
+            from cnnray.ray_session import quiet_ray
 
             quiet_ray(args.verbose)
             n = predict_parquet(clf, source, args.out, top_k=args.top_k)

@@ -23,9 +23,11 @@ def main(argv: list[str] | None = None) -> int:
 
         keys = split_keys(args.overrides)
         if args.register:
+            from cnnray.serve.card import card_for_training
             from cnnray.tracking.reregister import register_checkpoint
 
-            out = register_checkpoint(args.register, keys.tracking_uri, keys.experiment, args.name, args.alias)
+            out = register_checkpoint(args.register, keys.tracking_uri, keys.experiment, args.name, args.alias,
+                                      make_card=card_for_training)
             print(f"registered {args.name} version {out['version']} as @{args.alias} from {args.register}")
             if args.json:
                 print_json(out)

@@ -21,15 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         overrides = list(args.overrides) + ([f"run.address={args.address}"] if args.address else [])
         cfg = load_config(args.config, overrides)
         from cnnray.train.prepare import prepare_run
-        from cnnray.train.quiet import quiet_ray
-        from cnnray.train.summary import format_summary
+        from cnnray.ray_session import quiet_ray
 
         prep = prepare_run(cfg)  # data, model and run name checked before Ray is imported
         quiet_ray(args.verbose)
-        from cnnray.train.trainer import run_training
+        from cnnray.train.trainer import format_train_summary, run_training
 
         result = run_training(cfg, verbose=args.verbose, prepared=prep)
-        print(format_summary(result), flush=True)
+        print(format_train_summary(result), flush=True)
         if args.json:
             print_json(result)
         return 0 if result["status"] == "FINISHED" else EXIT_FAILED

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         from cnnray.tune.runner import resolve_search
 
         resolve_search(cfg, args.space)  # bad space or settings: exit 2 before Ray is imported
-        from cnnray.train.quiet import quiet_ray
+        from cnnray.ray_session import quiet_ray
 
         quiet_ray(args.verbose)
         from cnnray.tune.report import format_tune_summary

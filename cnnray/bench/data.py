@@ -63,7 +63,7 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
     from cnnray.data import describe_dataset, load_arrays
     from cnnray.data.fake import write_image_folder
     from cnnray.data.prepare import prepare_dataset
-    from cnnray.data.streaming import ensure_ray
+    from cnnray.ray_session import ensure_ray
 
     aug = AugmentConfig(hflip=True, crop_padding=PADDING)
     with tempfile.TemporaryDirectory(prefix="cnnray-bench-") as tmp:
@@ -88,7 +88,7 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
         started = ensure_ray()
         import ray.data
 
-        from cnnray.train.quiet import requiet_ray_data
+        from cnnray.ray_session import requiet_ray_data
 
         requiet_ray_data()
 

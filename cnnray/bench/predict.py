@@ -55,7 +55,7 @@ def run_predict_bench(model_name: str = "cbam_resnet18", image_size: int = 32, b
     from cnnray.serve.card import card_for_training
     from cnnray.serve.data import example_image
     from cnnray.tracking.model_store import load_pyfunc
-    from cnnray.tracking.registry import register_weights
+    from cnnray.tracking.model_registry import register_weights
     from cnnray.train.build import build_model
 
     cfg = load_config(overrides=[f"model.name={model_name}", f"data.image_size={image_size}"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import typing
 from pathlib import Path
@@ -106,17 +107,55 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def configs_dir() -> Path:
+    """Where the named configs live: workflows/configs (inside the installed package)."""
+    spec = importlib.util.find_spec("workflows")
+    if spec is None or not spec.submodule_search_locations:
+        return Path(__file__).resolve().parents[2] / "workflows" / "configs"
+    return Path(list(spec.submodule_search_locations)[0]) / "configs"
+
+
+def config_names() -> list[str]:
+    """Names of the built-in configs (`--config NAME`)."""
+    return sorted(p.stem for p in configs_dir().glob("*.yaml"))
+
+
+def resolve_named_file(ref: str | Path, folder: Path, what: str) -> Path:
+    """A YAML file from a path, or from a bare name of a built-in one (`folder`/NAME.yaml).
+
+    Anything that looks like a path is one: a .yaml/.yml suffix, a directory part, or a file that exists.
+    `what` names the kind in errors ("config", "search space").
+    """
+    path, text = Path(ref), str(ref)
+    if path.is_file() or path.suffix in (".yaml", ".yml") or "/" in text or "\\" in text:
+        if not path.is_file():
+            raise ConfigError(f"{what} file not found: {path}")
+        return path
+    builtin = folder / f"{text}.yaml"
+    if not builtin.is_file():
+        names = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError(f"unknown {what} '{text}': not a file, and not a built-in one; built-in {what}s: "
+                          f"{', '.join(names) or '(none)'} (or pass a path to a .yaml file)")
+    return builtin
+
+
+def resolve_config_path(ref: str | Path) -> Path:
+    """A config file from a path, or from a bare name of a built-in config (workflows/configs/NAME.yaml)."""
+    return resolve_named_file(ref, configs_dir(), "config")
+
+
 def load_config(
     files: list[str | Path] | str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
 ) -> Config:
-    """Load YAML file(s), apply `key=value` overrides in order, and validate the whole tree."""
+    """Load YAML file(s) (paths or built-in names) in order, then `key=value` overrides, and validate.
+
+    Later sources win: defaults < first file < later files < overrides (in their order).
+    """
     tree: dict[str, Any] = {}
     if files is not None:
         for f in [files] if isinstance(files, (str, Path)) else files:
-            path = Path(f)
-            if not path.is_file():
-                raise ConfigError(f"config file not found: {path}")
+            path = resolve_config_path(f)
             try:
                 loaded = yaml.safe_load(path.read_text()) or {}
             except yaml.YAMLError as e:

@@ -1,12 +1,17 @@
-"""The typed config tree: one pydantic model per section; unknown keys are refused."""
+"""The typed config tree: one pydantic model per section; unknown keys are refused.
+
+Sections whose natural name is taken by a Ray class used beside them (`RunConfig`, `ScalingConfig`,
+`TuneConfig`) are called `...Section` so one file never imports two classes of the same name.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from cnnray.config.base import Strict
 from cnnray.config.data import DataConfig
 
 # A run name becomes a directory under scaling.storage_path, an MLflow run name and a Ray metrics tag:
@@ -24,42 +29,51 @@ def check_run_name(name: str) -> str:
     return name
 
 
-class _Strict(BaseModel):
-    # Infinite or NaN floats are never a sensible setting (optim.lr=.inf would fail at the first step).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """Which registered model, and the options passed to `create_model` (None = the model's default)."""
 
-    name: str = "cbam_resnet18"
-    num_classes: int | None = Field(default=None, ge=2)  # None: taken from the data
-    in_chans: int | None = Field(default=None, ge=1)  # None: taken from the data
-    stem: Literal["imagenet", "cifar"] | None = "cifar"
-    width: float | None = Field(default=0.25, gt=0)
-    act: str | None = None
-    norm: str | None = None
-    attn: str | None = None
-    pool: str | None = None
-    drop_rate: float | None = Field(default=None, ge=0, lt=1)
-    drop_path_rate: float | None = Field(default=None, ge=0, lt=1)
-    drop_block: float | None = Field(default=None, ge=0, lt=1)
-    drop_block_size: int | None = Field(default=None, ge=1)
-    zero_init_residual: bool | None = None
+    name: str = Field(default="cbam_resnet18", description="registered model name (`cnnray models` lists them)")
+    num_classes: int | None = Field(default=None, ge=2, description="output classes; None: taken from the data")
+    in_chans: int | None = Field(default=None, ge=1, description="input channels; None: taken from the data")
+    stem: Literal["imagenet", "cifar"] | None = Field(default="cifar", description=(
+        "imagenet: 7x7 stride-2 conv + max pool; cifar: 3x3 stride-1 conv for small images; None: the model's default"))
+    width: float | None = Field(default=0.25, gt=0, description=(
+        "channel width multiplier (1.0 = the paper's widths); None: the model's default"))
+    act: str | None = Field(default=None, description=(
+        "activation layer name (cnnray/layers registry); None: the model's default"))
+    norm: str | None = Field(default=None, description=(
+        "normalization layer name (cnnray/layers registry); None: the model's default"))
+    attn: str | None = Field(default=None, description=(
+        "attention layer name (cnnray/layers registry); None: the model's default"))
+    pool: str | None = Field(default=None, description=(
+        "pooling layer name that downsamples stages 2-4 instead of strided convs; None: the model's default"))
+    drop_rate: float | None = Field(default=None, ge=0, lt=1, description=(
+        "dropout probability on the pooled features before the classifier head, in [0, 1)"))
+    drop_path_rate: float | None = Field(default=None, ge=0, lt=1, description=(
+        "stochastic depth: drop probability of the last residual branch (rising linearly from 0), in [0, 1)"))
+    drop_block: float | None = Field(default=None, ge=0, lt=1, description=(
+        "DropBlock drop probability after each norm of the residual branches in stages 3-4, in [0, 1)"))
+    drop_block_size: int | None = Field(default=None, ge=1, description=(
+        "DropBlock square size in pixels of the feature map"))
+    zero_init_residual: bool | None = Field(default=None, description=(
+        "zero each residual branch's last norm weight, so every block starts as act(shortcut)"))
 
 
-class OptimConfig(_Strict):
+class OptimConfig(Strict):
     """Optimizer and its parameter groups."""
 
-    name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(default=3e-3, gt=0)
-    weight_decay: float = Field(default=0.05, ge=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    nesterov: bool = True
-    betas: tuple[float, float] = (0.9, 0.999)  # each in [0, 1)
-    no_decay_norm_bias: bool = True  # no weight decay on norm and bias parameters
-    head_lr_mult: float = Field(default=1.0, gt=0)  # lr multiplier for the classifier head
-    backbone_lr_mult: float = Field(default=1.0, gt=0)
+    name: Literal["adamw", "sgd"] = Field(default="adamw", description="optimizer: adamw or sgd")
+    lr: float = Field(default=3e-3, gt=0, description="base learning rate; each group uses lr x its multiplier")
+    weight_decay: float = Field(default=0.05, ge=0, description=(
+        "decoupled weight decay (AdamW) or L2 (SGD) coefficient"))
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd only: momentum in [0, 1)")
+    nesterov: bool = Field(default=True, description="sgd only: Nesterov momentum (ignored when momentum is 0)")
+    betas: tuple[float, float] = Field(default=(0.9, 0.999), description="adamw only: (beta1, beta2), each in [0, 1)")
+    no_decay_norm_bias: bool = Field(default=True, description=(
+        "no weight decay on norm and bias parameters (ndim <= 1)"))
+    head_lr_mult: float = Field(default=1.0, gt=0, description=(
+        "lr multiplier for the classifier head (fc/head/classifier)"))
+    backbone_lr_mult: float = Field(default=1.0, gt=0, description="lr multiplier for every parameter outside the head")
 
     @field_validator("betas")
     @classmethod
@@ -69,20 +83,27 @@ class OptimConfig(_Strict):
         return v
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(Strict):
     """Learning-rate schedule, stepped per iteration."""
 
-    name: Literal["cosine", "step", "multistep", "exponential", "onecycle", "plateau", "constant"] = "cosine"
-    warmup_epochs: float = Field(default=1.0, ge=0)
-    warmup_start_factor: float = Field(default=0.01, gt=0, le=1)
-    min_lr: float = Field(default=1e-5, ge=0)
-    step_epochs: float = Field(default=10.0, gt=0)  # step
-    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of training
-    gamma: float = Field(default=0.1, gt=0, le=1)  # step, multistep, exponential (per epoch)
-    max_lr: float | None = Field(default=None, gt=0)  # onecycle; None = optim.lr
-    pct_start: float = Field(default=0.3, gt=0, lt=1)  # onecycle
-    patience: int = Field(default=2, ge=0)  # plateau, in epochs
-    factor: float = Field(default=0.5, gt=0, lt=1)  # plateau
+    name: Literal["cosine", "step", "multistep", "exponential", "onecycle", "plateau", "constant"] = Field(
+        default="cosine", description="lr schedule, stepped per iteration")
+    warmup_epochs: float = Field(default=1.0, ge=0, description=(
+        "epochs of linear warmup (fractions allowed); not used by onecycle"))
+    warmup_start_factor: float = Field(default=0.01, gt=0, le=1, description=(
+        "warmup starts at this fraction of the scheduled lr, in (0, 1]"))
+    min_lr: float = Field(default=1e-5, ge=0, description=(
+        "floor of cosine and plateau (absolute, before the group multipliers)"))
+    step_epochs: float = Field(default=10.0, gt=0, description="step: epochs between decays by gamma")
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75], description=(
+        "multistep: increasing fractions of training in (0, 1) where lr *= gamma"))
+    gamma: float = Field(default=0.1, gt=0, le=1, description=(
+        "decay factor in (0, 1] for step, multistep, exponential (per epoch)"))
+    max_lr: float | None = Field(default=None, gt=0, description="onecycle: peak lr; None: optim.lr")
+    pct_start: float = Field(default=0.3, gt=0, lt=1, description=(
+        "onecycle: fraction of training spent rising, in (0, 1)"))
+    patience: int = Field(default=2, ge=0, description="plateau: epochs without improvement before lr *= factor")
+    factor: float = Field(default=0.5, gt=0, lt=1, description="plateau: lr multiplier on a plateau, in (0, 1)")
 
     @field_validator("milestones")
     @classmethod
@@ -92,29 +113,36 @@ class ScheduleConfig(_Strict):
         return v
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     """The training loop."""
 
-    epochs: int = Field(default=12, ge=1)
-    batch_size: int = Field(default=32, ge=1)  # per worker; 2 x 32 on digits: 99% val acc by epoch ~5
-    seed: int = Field(default=0, ge=0, le=SEED_MAX)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
-    grad_clip: float | None = Field(default=None, gt=0)
-    accum_steps: int = Field(default=1, ge=1)
-    ema: bool = True
-    ema_decay: float = Field(default=0.99, gt=0, lt=1)
-    ema_warmup: bool = True  # decay ramps as min(ema_decay, (1+n)/(10+n)) so early EMA is not the random init
-    early_stop_patience: int | None = Field(default=None, ge=1)
-    early_stop_min_delta: float = Field(default=0.0, ge=0)
-    monitor: Literal["val_acc", "val_loss", "val_f1_macro"] = "val_acc"
-    checkpoint_every: int = Field(default=1, ge=1)  # epochs
-    resume: bool = False
-    resume_from: str | None = None  # with resume: a checkpoint folder name of the run (default: its latest)
-    inject_nan_at_step: int | None = Field(default=None, ge=0)  # testing hook: make the loss NaN at this global step
-    fail_at_epoch: int | None = Field(default=None, ge=0)  # testing hook: rank 1 dies once at this epoch
+    epochs: int = Field(default=12, ge=1, description="epochs to train (early stopping may end sooner)")
+    batch_size: int = Field(default=32, ge=1, description=(
+        "images per worker per step; 2 x 32 on digits: 99% val acc by epoch ~5"))
+    seed: int = Field(default=0, ge=0, le=SEED_MAX, description="seed of initial weights, data order and augmentation")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(default="auto", description=(
+        "auto: bf16 on GPUs that support it, else fp16 with loss scaling; on CPU bf16 only where fast, else fp32"))
+    channels_last: bool = Field(default=True, description=(
+        "NHWC memory format for the model and batches (faster convs on GPUs)"))
+    compile: bool = Field(default=False, description="torch.compile the model")
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1, description="cross-entropy label smoothing in [0, 1)")
+    grad_clip: float | None = Field(default=None, gt=0, description=(
+        "clip the global gradient L2 norm to this; None: no clipping"))
+    accum_steps: int = Field(default=1, ge=1, description="micro-batches accumulated per optimizer step")
+    ema: bool = Field(default=True, description="keep an exponential moving average of the weights and evaluate it")
+    ema_decay: float = Field(default=0.99, gt=0, lt=1, description="EMA decay per optimizer step, in (0, 1)")
+    ema_warmup: bool = Field(default=True, description=(
+        "decay ramps as min(ema_decay, (1+n)/(10+n)) so early EMA is not the random init"))
+    early_stop_patience: int | None = Field(default=None, ge=1, description=(
+        "stop after this many epochs without improvement of train.monitor; None: never"))
+    early_stop_min_delta: float = Field(default=0.0, ge=0, description=(
+        "smallest change of train.monitor that counts as an improvement"))
+    monitor: Literal["val_acc", "val_loss", "val_f1_macro"] = Field(default="val_acc", description=(
+        "metric that selects the best checkpoint and drives early stopping (val_loss: min, others: max)"))
+    checkpoint_every: int = Field(default=1, ge=1, description="epochs between checkpoints")
+    resume: bool = Field(default=False, description="continue run.name from its latest (or resume_from) checkpoint")
+    resume_from: str | None = Field(default=None, description=(
+        "with resume: a checkpoint folder name of the run (default: its latest)"))
 
     @field_validator("resume_from")
     @classmethod
@@ -124,17 +152,23 @@ class TrainConfig(_Strict):
         return v
 
 
-class ScalingConfig(_Strict):
+class ScalingSection(Strict):
     """Ray Train workers and where their state is kept."""
 
-    num_workers: int | tuple[int, int] = 2  # or [min, max] for elastic training
-    use_gpu: bool | None = None  # None: auto-detect from the cluster
-    cpus_per_worker: float = Field(default=1.0, gt=0)
-    gpus_per_worker: float = Field(default=1.0, gt=0)
-    max_failures: int = Field(default=1, ge=-1)
-    storage_path: str | None = None  # None: ./ray_results (absolute path)
-    num_to_keep: int = Field(default=2, ge=1)
-    collective_timeout_s: int = Field(default=120, ge=5)
+    num_workers: int | tuple[int, int] = Field(default=2, description=(
+        "Ray Train workers, or [min, max] for elastic training"))
+    use_gpu: bool | None = Field(default=None, description="one GPU per worker; None: auto-detect from the cluster")
+    cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved per worker")
+    gpus_per_worker: float = Field(default=1.0, gt=0, description=(
+        "GPUs reserved per worker when use_gpu (fractions share a GPU)"))
+    max_failures: int = Field(default=1, ge=-1, description=(
+        "worker-group restarts from the latest checkpoint before the run fails; -1: unlimited"))
+    storage_path: str | None = Field(default=None, description=(
+        "where runs keep checkpoints and results (path or URI); None: ./ray_results (absolute path)"))
+    num_to_keep: int = Field(default=2, ge=1, description=(
+        "checkpoints kept per run, ranked by train.monitor"))
+    collective_timeout_s: int = Field(default=120, ge=5, description=(
+        "seconds a DDP collective may wait before the run fails"))
 
     @field_validator("num_workers")
     @classmethod
@@ -147,11 +181,13 @@ class ScalingConfig(_Strict):
         return v
 
 
-class RunSection(_Strict):
+class RunSection(Strict):
     """The run's identity."""
 
-    name: str | None = None  # None: cnnray-<timestamp>; see RUN_NAME_RULE
-    address: str | None = None  # Ray cluster address; None: RAY_ADDRESS or a local cluster
+    name: str | None = Field(default=None, description=(
+        "run name (directory, MLflow run name, resume key): 1-128 ASCII letters, digits, '.', '_', '-'; "
+        "None: cnnray-<timestamp>"))
+    address: str | None = Field(default=None, description="Ray cluster address; None: RAY_ADDRESS or a local cluster")
 
     @field_validator("name")
     @classmethod
@@ -159,56 +195,65 @@ class RunSection(_Strict):
         return None if v is None else check_run_name(v)
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(Strict):
     """MLflow tracking."""
 
-    uri: str | None = None  # None: MLFLOW_TRACKING_URI or sqlite:///mlflow.db
-    experiment: str = "cnnray"
-    enabled: bool = True
+    uri: str | None = Field(default=None, description=(
+        "MLflow tracking URI; None: MLFLOW_TRACKING_URI or sqlite:///mlflow.db"))
+    experiment: str = Field(default="cnnray", description="MLflow experiment name")
+    enabled: bool = Field(default=True, description="log runs to MLflow")
 
 
-class RegistryConfig(_Strict):
+class RegistryConfig(Strict):
     """Model registration at the end of a run."""
 
-    name: str = "cnnray"
-    alias: str | None = "challenger"
-    enabled: bool = True  # register a model version at the end of a run
-    promote: bool = False  # run the promotion gate (`cnnray promote`) on the new version right after registration
-    promote_floor: float = Field(default=0.0, ge=0, le=1)  # with no champion yet: minimum val accuracy to become one
+    name: str = Field(default="cnnray", description="registered model name in MLflow")
+    alias: str | None = Field(default="challenger", description="alias set on the new version; None: none")
+    enabled: bool = Field(default=True, description="register a model version at the end of a run")
+    promote: bool = Field(default=False, description=(
+        "run the promotion gate (`cnnray promote`) on the new version right after registration"))
+    promote_floor: float = Field(default=0.0, ge=0, le=1, description=(
+        "with no champion yet: minimum val accuracy in [0, 1] to become one"))
 
 
-class TuneConfig(_Strict):
+class TuneSection(Strict):
     """Ray Tune search settings (`cnnray tune`)."""
 
-    space: str = "default"  # a built-in space (workflows/configs/spaces) or a YAML file
-    num_samples: int = Field(default=4, ge=1)  # trials to sample (grid search: every point once)
-    max_concurrent_trials: int = Field(default=2, ge=1)
-    trial_workers: int = Field(default=1, ge=1)  # DDP workers per trial
-    trial_cpus: float = Field(default=1.0, gt=0)  # per worker
-    trial_gpus: float = Field(default=0.0, ge=0)  # per worker; fractions share a GPU between trials
-    metric: str = "val_acc"  # val_acc, val_top5, val_f1_macro (max) or val_loss, train_loss (min)
-    mode: Literal["max", "min"] = "max"
-    scheduler: Literal["asha", "hyperband", "median", "pbt", "fifo"] = "asha"
-    search: Literal["random", "grid", "optuna", "hyperopt"] = "random"
-    max_epochs: int = Field(default=4, ge=1)  # every trial's train.epochs
-    grace_period: int = Field(default=1, ge=1)  # epochs before asha/median may stop a trial
-    reduction_factor: float = Field(default=2.0, gt=1)  # asha/hyperband
-    perturbation_interval: int = Field(default=1, ge=1)  # pbt, in epochs
-    time_budget_s: float | None = Field(default=None, gt=0)  # stop the search after this long
-    seed: int = Field(default=0, ge=0, le=SEED_MAX)  # searcher and PBT draws
-    resume: bool = False  # continue the search run.name (`--resume NAME`)
+    space: str = Field(default="default", description="a built-in space (workflows/configs/spaces) or a YAML file")
+    num_samples: int = Field(default=4, ge=1, description="trials to sample (grid search: every point once)")
+    max_concurrent_trials: int = Field(default=2, ge=1, description="trials running at once")
+    trial_workers: int = Field(default=1, ge=1, description="DDP workers per trial")
+    trial_cpus: float = Field(default=1.0, gt=0, description="CPUs per worker of a trial")
+    trial_gpus: float = Field(default=0.0, ge=0, description=(
+        "GPUs per worker of a trial; fractions share a GPU between trials"))
+    metric: str = Field(default="val_acc", description=(
+        "val_acc, val_top5, val_f1_macro (max) or val_loss, train_loss (min)"))
+    mode: Literal["max", "min"] = Field(default="max", description="max or min: the direction of tune.metric")
+    scheduler: Literal["asha", "hyperband", "median", "pbt", "fifo"] = Field(default="asha", description=(
+        "trial scheduler: asha, hyperband, median (early stopping), pbt (population based), fifo (none)"))
+    search: Literal["random", "grid", "optuna", "hyperopt"] = Field(default="random", description=(
+        "search algorithm: random, grid, optuna or hyperopt"))
+    max_epochs: int = Field(default=4, ge=1, description="every trial's train.epochs")
+    grace_period: int = Field(default=1, ge=1, description="epochs before asha/median may stop a trial")
+    reduction_factor: float = Field(default=2.0, gt=1, description=(
+        "asha/hyperband: keep 1/reduction_factor of trials per rung, > 1"))
+    perturbation_interval: int = Field(default=1, ge=1, description="pbt: epochs between perturbations")
+    time_budget_s: float | None = Field(default=None, gt=0, description=(
+        "seconds; stop the search after this long; None: no limit"))
+    seed: int = Field(default=0, ge=0, le=SEED_MAX, description="seed of the searcher and PBT draws")
+    resume: bool = Field(default=False, description="continue the search run.name (`--resume NAME`)")
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole resolved config of a run."""
 
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
-    run: RunSection = Field(default_factory=RunSection)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    registry: RegistryConfig = Field(default_factory=RegistryConfig)
-    tune: TuneConfig = Field(default_factory=TuneConfig)
+    data: DataConfig = Field(default_factory=DataConfig, description="data source, split, loader and augmentation")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="which registered model and its options")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and parameter groups")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="learning-rate schedule")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
+    scaling: ScalingSection = Field(default_factory=ScalingSection, description="Ray Train workers and storage")
+    run: RunSection = Field(default_factory=RunSection, description="the run's identity")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking")
+    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="model registration")
+    tune: TuneSection = Field(default_factory=TuneSection, description="Ray Tune search")

@@ -70,9 +70,48 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """RGB [B,3,H,W] in [0,1] -> HSV with every channel in [0,1] (hue in turns of the colour wheel)."""
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    delta = maxc - minc
+    sat = torch.where(maxc > 0, delta / maxc.clamp(min=1e-12), torch.zeros_like(maxc))
+    d = delta.clamp(min=1e-12)  # grey pixels (delta 0) get hue 0; the guard only avoids 0/0
+    hue = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, (b - r) / d + 2, (r - g) / d + 4))
+    hue = torch.where(delta > 0, (hue / 6) % 1.0, torch.zeros_like(hue))
+    return torch.stack([hue, sat, maxc], 1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """HSV [B,3,H,W] with channels in [0,1] -> RGB in [0,1]."""
+    h, s, v = x.unbind(1)
+    # The standard closed form: channel n is v - v*s*clamp(min(k, 4-k), 0, 1) with k = (n + 6h) mod 6.
+    out = []
+    for n in (5, 3, 1):
+        k = (n + h * 6) % 6
+        out.append(v - v * s * torch.minimum(k, 4 - k).clamp(0, 1))
+    return torch.stack(out, 1)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate each RGB image's hue by `shift` [B] turns (like torchvision's adjust_hue); 1-channel images unchanged.
+
+    Grey has no hue, so a hue shift of a 1-channel image is the identity (torchvision does the same).
+    """
+    if x.shape[1] == 1:
+        return x
+    if x.shape[1] != 3:
+        raise ValueError(f"hue shift needs 1- or 3-channel images, got {x.shape[1]} channels")
+    hsv = rgb_to_hsv(x)
+    hue = (hsv[:, 0] + shift.view(-1, 1, 1).to(x.dtype)) % 1.0
+    return hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], 1))
+
+
 def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float,
-                 g: torch.Generator | None = None) -> torch.Tensor:
-    """Scale brightness, contrast (towards the mean grey) and saturation (towards grey) by U(1-v, 1+v) per image."""
+                 g: torch.Generator | None = None, hue: float = 0.0) -> torch.Tensor:
+    """Scale brightness, contrast (towards the mean grey) and saturation (towards grey) by U(1-v, 1+v) per image,
+    then shift the hue by U(-hue, hue) turns (RGB only: grey has no hue)."""
     b = x.shape[0]
 
     def factor(v: float) -> torch.Tensor:
@@ -86,6 +125,8 @@ def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation
     if saturation > 0 and x.shape[1] == 3:
         gray = _gray(x)
         x = (gray + factor(saturation) * (x - gray)).clamp_(0, 1)
+    if hue > 0 and x.shape[1] == 3:
+        x = adjust_hue(x, uniform(b, -hue, hue, g, x.device)).clamp_(0, 1)
     return x
 
 

@@ -109,13 +109,3 @@ class StreamingLoader:
             if self.transform is not None:
                 x = self.transform(x, generator=gen) if self._tf_takes_generator else self.transform(x)
             yield x, y
-
-
-def ensure_ray(num_cpus: int | None = None) -> bool:
-    """Start a local Ray (quiet) unless one is running; True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    return True

@@ -20,6 +20,12 @@ def open_location(path: str, key: str = "data.path") -> tuple[pafs.FileSystem, s
         raise DataError(f"{key}={path!r}: cannot open this URI: {e}") from None
 
 
+def path_exists(path: str, key: str = "data.path") -> bool:
+    """Whether a local path or URI names something that exists (file or directory)."""
+    fs, inner = open_location(path, key)
+    return fs.get_file_info(inner).type != pafs.FileType.NotFound
+
+
 def join(base: str, name: str) -> str:
     """`base/name` inside a pyarrow filesystem."""
     return f"{base.rstrip('/')}/{name}"

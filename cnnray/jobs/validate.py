@@ -61,12 +61,15 @@ def _split(args: list[str]) -> tuple[list[str], list[str], list[str]]:
 
 
 def _config_paths(configs: list[str]) -> list[Path]:
+    from cnnray.config import resolve_config_path
+    from cnnray.errors import ConfigError
+
     paths = []
     for c in configs:
-        p = Path(c).expanduser()
-        if not p.is_file():
-            raise UserInputError(f"--config {c}: no such file")
-        paths.append(p.resolve())
+        try:  # a path, or the name of a built-in config such as `tutorial`
+            paths.append(resolve_config_path(Path(c).expanduser()).resolve())
+        except ConfigError as e:
+            raise UserInputError(f"--config {c}: {e}") from None
     return paths
 
 
@@ -125,7 +128,7 @@ def check_train(args: list[str], env_uri: str | None) -> Checked:
     cfg = load_config(_config_paths(parsed.config) or None, parsed.overrides)
     pins, notes = _pins(cfg, env_uri)
     cfg = load_config(_config_paths(parsed.config) or None, parsed.overrides + pins)
-    from cnnray.train.trainer import prepare_run
+    from cnnray.train.prepare import prepare_run
 
     prep = prepare_run(cfg)
     # The job uses the name checked here (a timestamp name would otherwise be taken again, seconds later).
@@ -146,9 +149,9 @@ def check_tune(args: list[str], env_uri: str | None) -> Checked:
     named = bool(cfg.run.name)
     pins, notes = _pins(cfg, env_uri)
     cfg = load_config(configs, overrides + pins)
-    from cnnray.train.trainer import prepare_run
+    from cnnray.train.prepare import prepare_run
     from cnnray.tune.runner import resolve_search
-    from cnnray.tune.settings import trial_base_config
+    from cnnray.tune.prepare import trial_base_config
 
     cfg, _, ident = resolve_search(cfg, parsed.space)
     base = trial_base_config(cfg)

@@ -1,11 +1,18 @@
 """CBAM (Woo et al. 2018): channel attention, then spatial attention, refining a feature map.
 
 forward() returns the refined map; attention() returns the gate itself, for plotting attention maps.
+
+Max pooling goes through ops that return indices (`adaptive_max_pool2d`, `max(dim)`), not `amax`:
+amax's backward finds the maximum again by comparing the input with the result and divides by the
+count of ties — several full-size passes in eager mode, and under torch.compile with bf16 the
+recomputed input can differ from the stored maximum in its last bits, so the count is 0 and the
+gradient 0/0 = NaN (seen on an H200, torch 2.11). The index form scatters the gradient to the argmax.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_positive_int
@@ -30,8 +37,8 @@ class ChannelAttention(nn.Module):
     def attention(self, x: Tensor) -> Tensor:
         """The (B, C, 1, 1) channel gate in (0, 1)."""
         # Average pooling sees the extent of a feature, max pooling its most salient cue.
-        avg = x.mean((2, 3), keepdim=True)
-        mx = x.amax((2, 3), keepdim=True)
+        avg = F.adaptive_avg_pool2d(x, 1)
+        mx = F.adaptive_max_pool2d(x, 1)
         return torch.sigmoid(self._mlp(avg) + self._mlp(mx))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -50,7 +57,7 @@ class SpatialAttention(nn.Module):
 
     def attention(self, x: Tensor) -> Tensor:
         """The (B, 1, H, W) spatial gate in (0, 1)."""
-        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        pooled = torch.cat([x.mean(1, keepdim=True), x.max(1, keepdim=True).values], dim=1)
         return torch.sigmoid(self.conv(pooled))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..registry import Registry
+from ..name_registry import Registry
 from ._checks import check_positive_int
 from .activations import GELU, AdaptivePReLU, Mish, Swish
 from .frelu import FReLU

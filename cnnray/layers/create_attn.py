@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from ..registry import Registry
+from ..name_registry import Registry
 from ._checks import check_positive_int
 from .cbam import CBAM, ChannelAttention, SpatialAttention
 from .squeeze_excite import SqueezeExcite

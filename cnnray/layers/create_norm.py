@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from ..registry import Registry
+from ..name_registry import Registry
 from ._checks import check_positive_int
 from .layer_norm import LayerNorm2d
 from .switchable_norm import SwitchableNorm2d

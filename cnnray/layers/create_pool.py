@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..registry import Registry
+from ..name_registry import Registry
 from ._checks import check_positive_int
 from .attention_pool import AttentionPool2d
 from .learnable_pool import LearnablePool2d

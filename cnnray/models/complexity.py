@@ -6,16 +6,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnray.layers._checks import check_positive_int
+
 
 def count_params(model: nn.Module) -> int:
     """Number of parameters (trainable or not); works on meta-device models."""
     return sum(p.numel() for p in model.parameters())
-
-
-def _positive_int(arg: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{arg}: expected an integer >= 1, got {value!r}")
-    return value
 
 
 def count_flops(model: nn.Module, input_size: int, in_chans: int = 3) -> int:
@@ -25,7 +21,7 @@ def count_flops(model: nn.Module, input_size: int, in_chans: int = 3) -> int:
     norms, activations, pooling and additions are not counted. A model on the meta device is
     measured without computing anything.
     """
-    size, chans = _positive_int("input_size", input_size), _positive_int("in_chans", in_chans)
+    size, chans = check_positive_int("input_size", input_size), check_positive_int("in_chans", in_chans)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training

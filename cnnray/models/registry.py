@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from cnnray.registry import Registry
+from cnnray.name_registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 

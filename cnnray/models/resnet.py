@@ -22,13 +22,13 @@ Options:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from cnnray.layers import drop_path_rates
+from cnnray.layers._checks import check_drop_prob, check_int, check_positive_float
 from cnnray.models.blocks import BasicBlock, Bottleneck
 from cnnray.models.factories import LayerSpec, act_factory, norm_factory
 from cnnray.models.init import init_classifier, init_weights, zero_init_last_norms
@@ -42,32 +42,21 @@ def scale_width(channels: int, width: float) -> int:
     return max(8, int(round(channels * width)))
 
 
-def _check_rate(arg: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{arg}: expected a number in [0, 1), got {value!r}")
-
-
-def _check_int(arg: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{arg}: expected an integer >= {minimum}, got {value!r}")
-
-
 def _check_options(layers: Sequence[int], num_classes: int, in_chans: int, stem: str, width: float,
                    drop_rate: float, drop_path_rate: float, drop_block: float, drop_block_size: int,
                    zero_init_residual: bool) -> None:
     if len(layers) != 4:
         raise ValueError(f"layers: expected 4 block counts, got {layers!r}")
     for n in layers:
-        _check_int("layers", n)
-    _check_int("num_classes", num_classes)
-    _check_int("in_chans", in_chans)
-    _check_int("drop_block_size", drop_block_size)
+        check_int("layers", n)
+    check_int("num_classes", num_classes)
+    check_int("in_chans", in_chans)
+    check_int("drop_block_size", drop_block_size)
     if stem not in STEMS:
         raise ValueError(f"stem: expected one of {', '.join(STEMS)}, got {stem!r}")
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not (width > 0 and math.isfinite(width)):
-        raise ValueError(f"width: expected a number > 0, got {width!r}")
+    check_positive_float("width", width)
     for arg, rate in (("drop_rate", drop_rate), ("drop_path_rate", drop_path_rate), ("drop_block", drop_block)):
-        _check_rate(arg, rate)
+        check_drop_prob(arg, rate)
     if not isinstance(zero_init_residual, bool):
         raise ValueError(f"zero_init_residual: expected true or false, got {zero_init_residual!r}")
 

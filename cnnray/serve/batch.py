@@ -111,7 +111,7 @@ def stream_predictions(source: ParquetSource, models: list[Any], *, top_k: int =
     import ray
     import ray.data
 
-    from cnnray.data.streaming import ensure_ray
+    from cnnray.ray_session import ensure_ray
 
     ensure_ray()
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0

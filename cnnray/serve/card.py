@@ -83,13 +83,14 @@ class ModelCard:
 def card_for_training(cfg: Any, info: Any, *, lineage: dict[str, str], training: dict[str, Any]) -> ModelCard:
     """The card of a model trained with config `cfg` on data described by `info` (a DatasetInfo)."""
     from cnnray import __version__
-    from cnnray.data.transforms import source_defaults
+    from cnnray.data.transforms import normalization_stats, source_defaults
     from cnnray.train.build import model_kwargs
 
     names = tuple(info.class_names) or tuple(str(i) for i in range(info.num_classes))
+    mean, std = normalization_stats(cfg.data, info)  # what training normalized with (data.normalize_stats)
     contract = InputContract(
-        image_size=int(info.image_size), channels=int(info.channels), mean=tuple(float(v) for v in info.mean),
-        std=tuple(float(v) for v in info.std), normalize=bool(source_defaults(cfg.data).normalize),
+        image_size=int(info.image_size), channels=int(info.channels), mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std), normalize=bool(source_defaults(cfg.data).normalize),
         resize="tensor" if info.source in TENSOR_RESIZE_SOURCES else "pil")
     kwargs = {k: v for k, v in model_kwargs(cfg, info.num_classes, info.channels).items() if v is not None}
     from cnnray.data import absolute_data_path

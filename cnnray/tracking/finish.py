@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cnnray.config import Config, config_hash
 from cnnray.tracking.lineage import lineage_tags
 from cnnray.tracking.plots import plot_confusion_matrix, plot_learning_curves
-from cnnray.tracking.registry import log_and_register
+from cnnray.tracking.model_registry import log_and_register
 from cnnray.tracking.report import per_class_report
 from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_text, metric_history, scratch_dir, set_tags
 
@@ -18,9 +19,13 @@ VERSION_METRICS = ("val_acc", "val_top5", "val_loss", "val_f1_macro")
 
 
 def finish_training_run(ctx: TrackingContext, cfg: Config, prep: Any, weights: dict[str, Any],
-                        meta: dict[str, Any], extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
-    """Log artifacts of the best epoch and register its model; returns the registry fields of the result."""
-    from cnnray.serve.card import card_for_training
+                        meta: dict[str, Any], make_card: Callable[..., Any],
+                        extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Log artifacts of the best epoch and register its model; returns the registry fields of the result.
+
+    `make_card(lineage=..., training=...)` builds the version's ModelCard: the caller (training) knows how
+    its model is built from the config, tracking does not.
+    """
     from cnnray.serve.data import example_image
 
     info = prep.info
@@ -38,7 +43,7 @@ def finish_training_run(ctx: TrackingContext, cfg: Config, prep: Any, weights: d
                         ray_run_name=prep.run_name, weights=weights_src, extra=extra_tags)
     best = meta.get("best_metrics") or {}
     tags.update({f"cnnray.metric.{k}": f"{float(best[k]):.6g}" for k in VERSION_METRICS if k in best})
-    card = card_for_training(cfg, info, lineage=tags, training={
+    card = make_card(lineage=tags, training={
         "best_epoch": meta.get("best_epoch"), "weights": weights_src, "run_id": ctx.run_id,
         "metrics": {k: best[k] for k in VERSION_METRICS if k in best}})
     reg = log_and_register(

@@ -115,7 +115,7 @@ def fetch(version: ResolvedVersion, tracking_uri: str, dst: str | Path | None = 
     if not mlmodel.is_file():
         raise UserInputError(f"{version.label}: no MLflow model at {version.download_uri}")
     meta = yaml.safe_load(mlmodel.read_text()) or {}
-    from cnnray.tracking.registry import model_format
+    from cnnray.tracking.model_registry import model_format
 
     if model_format(meta) is None:
         raise UserInputError(f"{version.label}: {LEGACY_HELP}")

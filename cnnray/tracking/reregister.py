@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,17 @@ BEST_FILE, META_FILE, CONFIG_FILE = "best_model.pt", "meta.json", "config.yaml"
 
 
 def register_checkpoint(checkpoint_dir: str, tracking_uri: str, experiment: str, name: str,
-                        alias: str | None) -> dict[str, Any]:
-    """Rebuild the card from the checkpoint's config and its data, then register the best weights."""
+                        alias: str | None, make_card: Callable[..., Any]) -> dict[str, Any]:
+    """Rebuild the card from the checkpoint's config and its data, then register the best weights.
+
+    `make_card(cfg, info, lineage=..., training=...)` builds the ModelCard (`cnnray.serve.card_for_training`).
+    """
     from cnnray.config import config_hash, load_config
     from cnnray.data import absolute_data_path, describe_dataset
-    from cnnray.serve.card import card_for_training
     from cnnray.serve.classifier import load_weights
     from cnnray.serve.data import example_image
     from cnnray.tracking.lineage import lineage_tags
-    from cnnray.tracking.registry import register_weights
+    from cnnray.tracking.model_registry import register_weights
 
     d = Path(checkpoint_dir)
     missing = [f for f in (BEST_FILE, META_FILE, CONFIG_FILE) if not (d / f).is_file()]
@@ -37,8 +40,8 @@ def register_checkpoint(checkpoint_dir: str, tracking_uri: str, experiment: str,
     best = meta.get("best_metrics") or {}
     tags.update({f"cnnray.metric.{k}": f"{float(best[k]):.6g}" for k in ("val_acc", "val_top5", "val_loss", "val_f1_macro")
                  if k in best})
-    card = card_for_training(cfg, info, lineage=tags, training={"best_epoch": meta.get("best_epoch"),
-                                                                 "weights": meta.get("weights", "raw")})
+    card = make_card(cfg, info, lineage=tags, training={"best_epoch": meta.get("best_epoch"),
+                                                         "weights": meta.get("weights", "raw")})
     reg = register_weights(tracking_uri, experiment, f"register-{d.parent.name}", weights, card,
                            example=example_image(cfg.data, info.channels), registered_name=name, alias=alias, tags=tags)
     return {"model_uri": reg.model_uri, "registered_name": name, "version": reg.version, "alias": alias}

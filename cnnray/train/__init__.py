@@ -3,7 +3,7 @@
 from cnnray.train.early_stop import EarlyStopping
 from cnnray.train.ema import ModelEma, unwrap
 from cnnray.train.engine import Engine, rng_state, set_rng_state
-from cnnray.train.errors import NonFiniteLossError
+from cnnray.errors import NonFiniteLossError
 from cnnray.train.losses import SoftTargetCrossEntropy, build_loss
 from cnnray.train.metrics import MetricAccumulator
 from cnnray.train.optim import build_optimizer, param_groups

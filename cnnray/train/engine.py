@@ -10,16 +10,16 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnray.config.schema import Config
 from cnnray.train.early_stop import EarlyStopping
 from cnnray.train.ema import ModelEma, unwrap
-from cnnray.train.errors import NonFiniteLossError
+from cnnray.errors import NonFiniteLossError
 from cnnray.train.losses import build_loss
 from cnnray.train.metrics import MetricAccumulator
+from cnnray.train.nonfinite import NonFiniteGuard, poison_grads, step_skipping
 from cnnray.train.optim import build_optimizer
 from cnnray.train.precision import resolve_precision
 from cnnray.train.schedules import build_scheduler
@@ -72,27 +72,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _global_sum(loss: Tensor, value: float) -> float:
-    """The loss summed over DDP ranks: a NaN on one rank stops every rank at the same step, instead of
-    leaving the others blocked in the gradient all-reduce until the collective timeout."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return value
-    total = loss.float().reshape(1).clone()
-    dist.all_reduce(total)
-    return total.item()
-
-
 class Engine:
     """Owns model, optimizer, schedule, EMA, AMP and counters; the caller owns data, Ray and checkpoint files.
 
     `steps_per_epoch` is the number of batches this rank sees per epoch; the schedule advances once per
     optimizer step, i.e. ceil(steps_per_epoch / accum_steps) times an epoch. `self.module` is the plain
     model (what is saved), `self.model` what the forward pass runs (wrapped by `wrap`, then compiled).
+    Nothing in a training step reads a value back to the host (see `NonFiniteGuard`): the loss total and
+    the non-finite flag stay on the device until a check every `check_every` steps and at epoch end.
+    `nan_at_step` is a fault-injection hook for cnnray's tests (see `test_hooks`).
     """
 
     def __init__(self, model: nn.Module, cfg: Config, *, steps_per_epoch: int, num_classes: int,
                  device: torch.device | str, wrap: Callable[[nn.Module], nn.Module] | None = None,
-                 mixup: Callable[[Tensor, Tensor], Batch] | None = None) -> None:
+                 mixup: Callable[[Tensor, Tensor], Batch] | None = None, nan_at_step: int | None = None,
+                 check_every: int = 50, fused: bool | None = None) -> None:
         t = cfg.train
         self.cfg, self.num_classes, self.mixup = cfg, num_classes, mixup
         self.device = torch.device(device)
@@ -103,7 +97,7 @@ class Engine:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
         # Built from the plain module, before DDP/compile, so group names and weight decay see real names.
-        self.optimizer = build_optimizer(module, cfg.optim)
+        self.optimizer = build_optimizer(module, cfg.optim, fused=self.device.type == "cuda" if fused is None else fused)
         self.mode = "min" if t.monitor == "val_loss" else "max"
         self.optim_steps_per_epoch = math.ceil(max(1, steps_per_epoch) / t.accum_steps)
         self.schedule = build_scheduler(self.optimizer, cfg.schedule, base_lr=cfg.optim.lr,
@@ -116,6 +110,8 @@ class Engine:
         self.model = torch.compile(self.wrapped) if t.compile else self.wrapped
         self.early_stopping = (EarlyStopping(t.early_stop_patience, t.early_stop_min_delta, self.mode)
                                if t.early_stop_patience else None)
+        self.guard = NonFiniteGuard(self.device, check_every)
+        self.nan_at_step = nan_at_step
         self.should_stop = False
         self.epoch = 0  # epochs completed
         self.global_step = 0  # optimizer steps taken
@@ -138,24 +134,43 @@ class Engine:
         if micro < t.accum_steps and grads:
             # A short last group was divided by accum_steps; rescale to the mean over its micro-batches.
             torch._foreach_mul_(grads, t.accum_steps / micro)
+        found_inf = self.guard.before_step()
+        if self.scaler.is_enabled():
+            poison_grads(grads, found_inf)  # fp16: GradScaler's own inf check then skips the step
         if t.grad_clip:
             self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the fp16-scaled one
             nn.utils.clip_grad_norm_(self.module.parameters(), t.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            step_skipping(self.optimizer, found_inf)
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()
         self.global_step += 1
         if self.ema is not None:
             self.ema.update(self.module)
+        if self.global_step % self.guard.check_every == 0:
+            self._check_finite()
+
+    def _check_finite(self) -> None:
+        """Host sync: raise if any loss since the start was non-finite (no step was taken on it)."""
+        try:
+            self.guard.check(self.epoch)
+        except NonFiniteLossError as e:
+            self.global_step = e.step  # every step from the bad one on was skipped on the device
+            self.optimizer.zero_grad(set_to_none=True)
+            raise
 
     def train_epoch(self, batches: Iterable[Batch]) -> dict[str, float]:
-        """One pass over `batches`; raises NonFiniteLossError before any step a NaN/inf loss would poison."""
+        """One pass over `batches`; a NaN/inf loss skips every step from it on and raises NonFiniteLossError
+        at the next check (every `check_every` steps, and at the latest when the epoch ends)."""
         t = self.cfg.train
         self.model.train()
         no_sync = getattr(self.wrapped, "no_sync", None)
         start = time.perf_counter()
-        loss_total, samples, micro = 0.0, 0, 0
+        loss_total = torch.zeros((), dtype=torch.float32, device=self.device)  # stays on the device
+        samples, micro = 0, 0
         for (x, y), last in _with_last(batches):
             x, y = self._to_device(x, y)
             if self.mixup is not None:
@@ -168,21 +183,19 @@ class Engine:
                 with self.precision.autocast():
                     logits = self.model(x)
                 loss = self.loss_fn(logits, y)
-                if t.inject_nan_at_step is not None and t.inject_nan_at_step == self.global_step:
+                if self.nan_at_step is not None and self.nan_at_step == self.global_step:
                     loss = loss * float("nan")
-                value = loss.item()  # one host sync per micro-batch: the price of a guard that never steps on NaN
-                if not math.isfinite(_global_sum(loss.detach(), value)):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    raise NonFiniteLossError(self.epoch, self.global_step, str(value))
+                self.guard.observe(loss, self.global_step)
                 self.scaler.scale(loss / t.accum_steps).backward()
-            loss_total += value * x.shape[0]
+            loss_total += loss.detach().float() * x.shape[0]
             samples += x.shape[0]
             if sync:
                 self._optimizer_step(micro)
                 micro = 0
+        self._check_finite()  # also the epoch's one host sync, so the time below is real
         elapsed = time.perf_counter() - start
         self.epoch += 1
-        return {"train_loss": loss_total / max(samples, 1), "lr": self.schedule.last_lr,
+        return {"train_loss": loss_total.item() / max(samples, 1), "lr": self.schedule.last_lr,
                 "images_per_s": samples / max(elapsed, 1e-9), "epoch_time_s": elapsed,
                 "global_step": self.global_step}
 

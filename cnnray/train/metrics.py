@@ -8,10 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-
-def _safe_div(num: Tensor, den: Tensor) -> Tensor:
-    # sklearn's zero_division=0: an undefined ratio counts as 0.
-    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+from cnnray.metrics import class_scores
 
 
 class MetricAccumulator:
@@ -55,22 +52,15 @@ class MetricAccumulator:
 
     def compute(self, prefix: str = "val_") -> dict[str, Any]:
         """Loss, top-1/top-5 accuracy, macro and weighted precision/recall/F1, and the confusion matrix."""
-        cm = self.confusion.cpu().double()
         n = max(int(self.n), 1)
-        tp, true_count, pred_count = cm.diag(), cm.sum(1), cm.sum(0)
-        precision = _safe_div(tp, pred_count)
-        recall = _safe_div(tp, true_count)
-        f1 = _safe_div(2 * tp, true_count + pred_count)  # 2PR/(P+R) without the 0/0 case
-        # Like sklearn's default labels: macro averages over classes seen in y_true or y_pred.
-        seen = (true_count + pred_count) > 0
-        weights = _safe_div(true_count, true_count.sum().expand_as(true_count))
+        scores = class_scores(self.confusion.cpu().numpy())  # macro over classes seen: see cnnray.metrics
         out: dict[str, Any] = {
             f"{prefix}loss": float(self.loss_sum) / n,
             f"{prefix}acc": int(self.top1) / n,
             f"{prefix}top5": int(self.top5) / n,
         }
-        for name, per_class in (("precision", precision), ("recall", recall), ("f1", f1)):
-            out[f"{prefix}{name}_macro"] = float(per_class[seen].mean()) if seen.any() else 0.0
-            out[f"{prefix}{name}_weighted"] = float((per_class * weights).sum())
+        for name in ("precision", "recall", "f1"):
+            out[f"{prefix}{name}_macro"] = scores.macro[name]
+            out[f"{prefix}{name}_weighted"] = scores.weighted[name]
         out["confusion_matrix"] = self.confusion.cpu().tolist()
         return out

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cnnray.config import Config
 from cnnray.data import DatasetInfo, absolute_data_path, check_num_classes, describe_dataset, resolve_loader_kind
+from cnnray.data.uri import path_exists
 from cnnray.errors import ConfigError
 from cnnray.train.build import build_model
 from cnnray.train.claim import refuse_if_in_use
@@ -26,18 +27,10 @@ class PreparedRun:
     resume: bool
 
 
-def _storage_path(cfg: Config) -> str:
+def storage_root(cfg: Config) -> str:
+    """scaling.storage_path (default ./ray_results), absolute when local: where runs and searches live."""
     path = cfg.scaling.storage_path or "ray_results"
     return path if "://" in path else str(Path(path).resolve())
-
-
-def _run_exists(run_dir: str) -> bool:
-    if "://" not in run_dir:
-        return Path(run_dir).exists()
-    import pyarrow.fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(run_dir)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
 def prepare_run(cfg: Config) -> PreparedRun:
@@ -59,9 +52,9 @@ def prepare_run(cfg: Config) -> PreparedRun:
     if cfg.train.resume_from and not resume:
         raise ConfigError("train.resume_from needs train.resume=true (and the run.name it belongs to)")
     name = cfg.run.name or datetime.now().strftime("cnnray-%Y%m%d-%H%M%S")
-    storage = _storage_path(cfg)
+    storage = storage_root(cfg)
     run_dir = f"{storage.rstrip('/')}/{name}"
-    exists = _run_exists(run_dir)
+    exists = path_exists(run_dir, key="scaling.storage_path")
     if exists:
         refuse_if_in_use(run_dir)
     if exists and not resume:

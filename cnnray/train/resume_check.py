@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from cnnray.data.uri import open_location, path_exists
 from cnnray.errors import ConfigError
 from cnnray.ray_compat import SNAPSHOT_FILE, read_checkpoint_snapshot
 
@@ -31,25 +32,10 @@ class ResumePoint:
     explicit: bool  # chosen with train.resume_from
 
 
-def _fs(path: str):
-    import pyarrow.fs as pafs
-
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), path
-
-
 def _read(path: str) -> bytes:
-    fs, p = _fs(path)
+    fs, p = open_location(path, key="checkpoint")
     with fs.open_input_stream(p) as f:
         return f.read()
-
-
-def _exists(path: str) -> bool:
-    import pyarrow.fs as pafs
-
-    fs, p = _fs(path)
-    return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
 def check_checkpoint(ckpt_dir: str, model: torch.nn.Module | None = None) -> int:
@@ -70,7 +56,7 @@ def check_checkpoint(ckpt_dir: str, model: torch.nn.Module | None = None) -> int
             raise ConfigError(f"{state_path} holds weights of a different model than model.* now configures "
                               f"({detail}); resume with the model.* settings in {ckpt_dir}/config.yaml") from None
     best_path = f"{ckpt_dir}/best_model.pt"
-    if _exists(best_path):
+    if path_exists(best_path, key="checkpoint"):
         try:
             torch.load(io.BytesIO(_read(best_path)), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001
@@ -96,7 +82,8 @@ def _describe_previous(run_dir: str, names: list[str], bad: str, model: Any) -> 
 def check_resume(run_dir: str, resume_from: str | None, model: torch.nn.Module | None) -> ResumePoint:
     """The checkpoint to resume from, checked; ConfigError (exit 2) naming the file when unusable."""
     snap_path = f"{run_dir}/{SNAPSHOT_FILE}"
-    parsed = read_checkpoint_snapshot(_read(snap_path).decode()) if _exists(snap_path) else ([], None)
+    has_snapshot = path_exists(snap_path, key="checkpoint")
+    parsed = read_checkpoint_snapshot(_read(snap_path).decode()) if has_snapshot else ([], None)
     if parsed is None:
         raise ConfigError(f"{snap_path} cannot be read: is this run from another Ray version? "
                           "Start a new run (another run.name)")

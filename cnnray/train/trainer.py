@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,39 +18,16 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from cnnray.config import Config, config_hash
 from cnnray.data import build_streaming_datasets
 from cnnray.errors import ConfigError
+from cnnray.ray_session import GracefulStop, ensure_ray
 from cnnray.train import progress
 from cnnray.train.build import build_model
 from cnnray.train.claim import RunClaim
-from cnnray.train.prepare import PreparedRun, prepare_run  # noqa: F401 - re-exported for tune and jobs
+from cnnray.train.prepare import PreparedRun, prepare_run
 from cnnray.train.resume_check import ResumePoint, check_resume
+from cnnray.train.test_hooks import read_test_hooks
 from cnnray.train.worker import BEST_FILE, META_FILE, train_loop_per_worker
 
 log = logging.getLogger("cnnray")
-
-
-def ensure_ray(address: str | None = None, verbose: bool = False) -> None:
-    """Connect to a cluster (address or RAY_ADDRESS) or start a local one; quiet unless verbose."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict[str, Any] = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
-                                  configure_logging=True)
-    if address:
-        host = address.split("://")[-1].rsplit(":", 1)[0]
-        if host in ("127.0.0.1", "localhost"):
-            from cnnray.ray_compat import loopback_node
-
-            # A loopback-only cluster (`cnnray cluster up`): this driver must look for its node on 127.0.0.1 too.
-            with loopback_node():
-                ray.init(address=address, **kwargs)
-        else:
-            ray.init(address=address, **kwargs)
-    else:
-        from cnnray.jobs.local import start_local_ray
-
-        # On 127.0.0.1, dashboard off (it listens on a port and costs a process; clusters have their own),
-        # ended by a watchdog if this process dies.
-        start_local_ray(**kwargs)
 
 
 def use_gpu(cfg: Config) -> bool:
@@ -108,6 +83,7 @@ def build_trainer(prep: PreparedRun, callbacks: list[UserCallback], *, threads: 
         "cfg": cfg.model_dump(mode="json"), "info": prep.info.__dict__,
         "loader_kind": prep.loader_kind, "run_dir": prep.run_dir,
         "threads": threads or max(1, int(cfg.scaling.cpus_per_worker)),
+        "test_hooks": read_test_hooks(),  # cnnray's own fault injection (env vars), not part of the config
         **(extra_loop_config or {}),
     }
     mode = "min" if cfg.train.monitor == "val_loss" else "max"
@@ -127,27 +103,6 @@ def build_trainer(prep: PreparedRun, callbacks: list[UserCallback], *, threads: 
         ),
         datasets=datasets,
     )
-
-
-class _Interrupt:
-    """SIGTERM becomes SIGINT, which Ray Train's own handler turns into a graceful abort."""
-
-    def __init__(self) -> None:
-        self.signalled = False
-        self._old = None
-
-    def __enter__(self) -> "_Interrupt":
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._on_term)
-        return self
-
-    def _on_term(self, signum, frame) -> None:
-        self.signalled = True
-        os.kill(os.getpid(), signal.SIGINT)
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
 
 
 def load_best(checkpoint_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -207,6 +162,7 @@ def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | Non
            on_line: Callable[[str], None], on_report: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     from cnnray import tracking
     from cnnray.jobs.local import unwatch_mlflow_run, watch_mlflow_run
+    from cnnray.serve.card import card_for_training
     from cnnray.tracking.finish import finish_training_run
 
     cfg = prep.cfg
@@ -232,7 +188,7 @@ def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | Non
     status, error, result = "FAILED", None, None
     extra = ({"init_checkpoint": point.checkpoint_dir, "skip_checkpoints": point.skip}
              if point is not None and point.explicit else None)
-    interrupt = _Interrupt()
+    interrupt = GracefulStop()
     try:
         with interrupt, reader:
             trainer = build_trainer(prep, [ReportCallback(sink)], extra_loop_config=extra)
@@ -279,7 +235,8 @@ def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | Non
                stopped_early=bool((result.metrics or {}).get("stopped_early")))
     if ctx is not None:
         try:
-            out.update(finish_training_run(ctx, cfg, prep, weights, meta))
+            out.update(finish_training_run(ctx, cfg, prep, weights, meta,
+                                           make_card=partial(card_for_training, cfg, prep.info)))
             tracking.end_run(ctx, "FINISHED")
         except BaseException:
             tracking.end_run(ctx, "FAILED")
@@ -307,3 +264,20 @@ def _close_unfinished(ctx: Any, status: str, error: str | None, prior_status: st
         tracking.end_run(ctx, "FINISHED")
     else:
         tracking.end_run(ctx, status)
+
+
+def format_train_summary(r: dict[str, Any]) -> str:
+    """What a person reads after `cnnray train`: status, best epoch and metrics, where the model went."""
+    if r["status"] != "FINISHED":
+        return f"training {r['status']}: {r.get('error')}  (run {r['run_name']}, MLflow run {r.get('run_id')})"
+    m = r.get("best_metrics", {})
+    lines = [
+        f"training FINISHED in {r['wall_seconds']:.0f}s: best epoch {int(r['best_epoch']) + 1} "
+        f"val_acc {100 * m.get('val_acc', 0):.2f}% val_loss {m.get('val_loss', float('nan')):.4f} "
+        f"({r.get('weights', 'raw')} weights)",
+        f"run {r['run_name']}  MLflow run {r.get('run_id')}  checkpoint {r.get('checkpoint')}",
+    ]
+    if r.get("version"):
+        lines.append(f"registered {r['registered_name']} version {r['version']}"
+                     + (f" as @{r['alias']}" if r.get("alias") else "") + f"  ({r['model_uri']})")
+    return "\n".join(lines)

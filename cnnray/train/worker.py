@@ -18,7 +18,8 @@ from cnnray.config import Config, to_yaml
 from cnnray.data import DatasetInfo, MemoryLoader, MixupCutmix, StreamingLoader, build_transforms, load_arrays
 from cnnray.train.build import build_model
 from cnnray.train.engine import Engine
-from cnnray.train.errors import NonFiniteLossError
+from cnnray.train.test_hooks import FAIL_AT_EPOCH, NAN_AT_STEP
+from cnnray.errors import NonFiniteLossError
 
 STATE_FILE = "state.pt"  # full training state (model, EMA, optimizer, schedule, counters, RNG)
 BEST_FILE = "best_model.pt"  # weights of the best epoch so far (raw or EMA, whichever won)
@@ -26,7 +27,7 @@ META_FILE = "meta.json"  # epoch, best metrics, confusion matrix of the best epo
 
 
 def _fail_once(batches: Iterable, marker: Path, rank: int) -> Iterator:
-    """Testing hook: the worker process dies half-way through the epoch, once per run (a real crash)."""
+    """Test hook (CNNRAY_TEST_FAIL_AT_EPOCH): the worker process dies half-way through the epoch, once per run (a real crash)."""
     items = list(batches) if not hasattr(batches, "__len__") else batches
     half = max(1, len(items) // 2)
     for i, item in enumerate(items):
@@ -106,8 +107,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(m, device_ids=ids)
 
-    engine = Engine(build_model(cfg, info.num_classes, info.channels), cfg, steps_per_epoch=steps_per_epoch, num_classes=info.num_classes,
-                    device=device, wrap=wrap, mixup=mix if mix.active else None)
+    hooks: dict[str, int] = loop_config.get("test_hooks") or {}
+    engine = Engine(build_model(cfg, info.num_classes, info.channels), cfg, steps_per_epoch=steps_per_epoch,
+                    num_classes=info.num_classes, device=device, wrap=wrap, mixup=mix if mix.active else None,
+                    nan_at_step=hooks.get(NAN_AT_STEP))
     best: dict[str, Any] | None = None
     meta: dict[str, Any] = {}
     checkpoint = ray.train.get_checkpoint()
@@ -129,7 +132,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     for epoch in range(engine.epoch, epochs):
         train_loader.set_epoch(epoch)
         batches: Iterable = train_loader
-        if cfg.train.fail_at_epoch == epoch and rank == fail_rank:
+        if hooks.get(FAIL_AT_EPOCH) == epoch and rank == fail_rank:
             batches = _fail_once(train_loader, marker, rank)
         try:
             train_metrics = engine.train_epoch(batches)

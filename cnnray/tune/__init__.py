@@ -1,7 +1,10 @@
 """Hyperparameter search on Ray Tune: search spaces, schedulers and searchers, one TorchTrainer per trial.
 
-Importing this package does not import Ray: a bad space is refused before Ray starts. The Ray side
-lives in `runner` (driver), `trial` (the per-trial driver function) and `forward` (Train -> Tune).
+Importing this package does not import Ray: a bad space is refused before Ray starts. By stage:
+`space` (spaces, a trial's config, checks against the config tree) and `prepare` (settings, the search's
+identity on storage) run before Ray; `search` (domains, searchers, trial schedulers, the Tuner), `trial`
+(everything in a trial's actor), `runs` (MLflow child runs), `results` and `report` (tables, plots),
+and `runner`, which drives them all.
 """
 
 from cnnray.tune.space import Param, SearchSpace, load_space, parse_space, space_names

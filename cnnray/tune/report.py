@@ -1,13 +1,17 @@
-"""Text forms of a search: the trials table (console, MLflow artifact), CSV rows, the final summary."""
+"""A search for people: the trials table (console, MLflow artifact), its CSV, the final summary, and the
+parent run's plots (best-so-far curve, the metric against each searched parameter)."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-from typing import Any
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cnnray.tune.outcome import TrialOutcome
+if TYPE_CHECKING:
+    from cnnray.tune.results import TrialOutcome
+    from cnnray.tune.space import SearchSpace
 
 
 def _fmt(value: Any) -> str:
@@ -31,29 +35,41 @@ def trial_rows(outcomes: list[TrialOutcome], keys: list[str], metric: str) -> li
     return rows
 
 
+def _frame(rows: list[dict[str, Any]], missing: str):
+    """The rows as a DataFrame of formatted strings, columns in first-seen order, `missing` for None/absent."""
+    import pandas as pd
+
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [{k: _fmt(v) for k, v in r.items() if v is not None} for r in rows]
+    return pd.DataFrame(cells, columns=fields, dtype=object).fillna(missing)
+
+
 def trials_csv(rows: list[dict[str, Any]]) -> str:
     """The rows as CSV text."""
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
-    writer.writeheader()
-    writer.writerows({k: _fmt(v) if v is not None else "" for k, v in r.items()} for r in rows)
-    return buf.getvalue()
+    return _frame(rows, "").to_csv(index=False) if rows else ""
 
 
 def trials_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as a fixed-width table."""
+    """The rows as an aligned plain-text table (header, a rule, one line per trial)."""
     if not rows:
         return "(no trials)"
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    cells = [[_fmt(r.get(k, "")) if r.get(k) is not None else "-" for k in fields] for r in rows]
-    widths = [max(len(f), *(len(c[i]) for c in cells)) for i, f in enumerate(fields)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(fields), line(["-" * w for w in widths]), *map(line, cells)])
+    from rich.box import Box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    frame = _frame(rows, "-")
+    # Two spaces between columns and a dashed rule under the header: plain ASCII, fit for any console or file.
+    rule_box = Box("    \n    \n ---\n    \n    \n    \n    \n    \n", ascii=True)
+    table = Table(box=rule_box, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), highlight=False)
+    for name in frame.columns:
+        table.add_column(Text(name), no_wrap=True)
+    for values in frame.itertuples(index=False):
+        table.add_row(*(Text(v) for v in values))  # Text: a '[...]' value is data, not rich markup
+    width = sum(max(len(c), *(len(v) for v in frame[c])) + 3 for c in frame.columns)
+    console = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, emoji=False)
+    console.print(table)
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines())
 
 
 def format_tune_summary(r: dict[str, Any]) -> str:
@@ -73,3 +89,74 @@ def format_tune_summary(r: dict[str, Any]) -> str:
     if r.get("error"):
         lines.append(f"error: {r['error']}")
     return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def best_so_far(outcomes: list[TrialOutcome], mode: str) -> list[tuple[int, float]]:
+    """(trial-epochs spent, best metric so far) over every epoch of every trial, in time order."""
+    events = sorted((t, v) for o in outcomes for t, v in o.history)
+    out, best = [], None
+    for i, (_, v) in enumerate(events, start=1):
+        best = v if best is None else (max(best, v) if mode == "max" else min(best, v))
+        out.append((i, best))
+    return out
+
+
+def plot_best_so_far(outcomes: list[TrialOutcome], metric: str, mode: str, path: str | Path) -> Path:
+    """Best metric so far against the trial-epochs spent."""
+    points = best_so_far(outcomes, mode)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    if points:
+        ax.step([p[0] for p in points], [p[1] for p in points], where="post")
+    ax.set_xlabel("trial-epochs spent")
+    ax.set_ylabel(f"best {metric} so far")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_metric_vs_params(outcomes: list[TrialOutcome], space: SearchSpace, metric: str, path: str | Path) -> Path:
+    """One panel per searched key: each trial's best metric at its value (categories on a discrete axis)."""
+    from matplotlib.ticker import NullFormatter
+
+    plt = _pyplot()
+    keys = list(space.params)
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        p = space.params[key]
+        pts = [(o.params[key], o.best) for o in outcomes if key in o.params and o.best is not None]
+        if p.kind == "choice":
+            labels = [json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in p.values]
+            index = {label: i for i, label in enumerate(labels)}
+            xs = [index.get(json.dumps(v) if isinstance(v, (list, dict)) else str(v), -1) for v, _ in pts]
+            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+            ax.set_xlim(-0.5, len(labels) - 0.5)
+        else:
+            xs = [v for v, _ in pts]
+            if p.kind == "loguniform":
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
+            ax.set_xlim(p.low, p.high)  # the whole searched range, not just what was sampled
+        ax.scatter(xs, [b for _, b in pts], s=18)
+        ax.set_title(key, fontsize=9)
+        ax.set_ylabel(metric, fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -7,15 +7,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cnnray.config import Config
 from cnnray.errors import ConfigError
-from cnnray.tune.experiment import SearchIdentity, load_state, save_state, search_identity
-from cnnray.tune.settings import check_settings, trial_base_config
-from cnnray.tune.space import SearchSpace, load_space
-from cnnray.tune.space_check import check_space
+from cnnray.tune.prepare import (SearchIdentity, check_settings, load_state, load_trial_statuses, save_state,
+                                 save_trial_statuses, search_identity, trial_base_config)
+from cnnray.tune.space import SearchSpace, check_space, load_space, trial_config
 
 
 def resolve_search(cfg: Config, space_ref: str | None = None) -> tuple[Config, SearchSpace, SearchIdentity]:
@@ -39,7 +39,6 @@ def resolve_search(cfg: Config, space_ref: str | None = None) -> tuple[Config, S
 def _check_model_edges(space: SearchSpace, prep: Any) -> None:
     """Build the model at every edge of each searched model.* key: unknown layer names fail here, not in a trial."""
     from cnnray.train.build import build_model
-    from cnnray.tune.resolve import trial_config
 
     for p in space.params.values():
         if not p.key.startswith("model."):
@@ -59,7 +58,7 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     t0 = time.time()
     cfg, space, ident = resolve_search(cfg, space_ref)
     from cnnray.train.claim import RunClaim
-    from cnnray.train.trainer import prepare_run
+    from cnnray.train.prepare import prepare_run
 
     base = trial_base_config(cfg)
     check_cfg = base.model_copy(update={"run": base.run.model_copy(update={"name": ident.name}),
@@ -78,15 +77,11 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
                 verbose: bool, on_line: Callable[[str], None]) -> dict[str, Any]:
     from cnnray import tracking
     from cnnray.jobs.local import unwatch_mlflow_run, watch_mlflow_run
-    from cnnray.train.trainer import ensure_ray
-    from cnnray.tune.finalize import ChildRuns, close_children, log_search_summary, register_best
-    from cnnray.tune.interrupt import SearchInterrupt
-    from cnnray.tune.lifecycle import TrialLifecycle
-    from cnnray.tune.outcome import best_outcome, collect_outcomes
-    from cnnray.tune.resolve import trial_config
-    from cnnray.tune.result import search_result, search_status
+    from cnnray.ray_session import GracefulStop, ensure_ray
+    from cnnray.tune.results import best_outcome, collect_outcomes, search_result, search_status
+    from cnnray.tune.runs import ChildRuns, TrialLifecycle, close_children, log_search_summary, register_best
+    from cnnray.tune.search import build_tuner, make_trainable
     from cnnray.tune.trial import TrialSetup
-    from cnnray.tune.tuner import build_tuner, make_trainable
 
     t = cfg.tune
     if not verbose:
@@ -113,17 +108,21 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
             + (" (resumed)" if ident.resume else ""))
 
     status, error, outcomes, tuner = "FAILED", None, [], None
-    interrupt = SearchInterrupt()
+    statuses = load_trial_statuses(ident) if ident.resume else {}
+    interrupt = GracefulStop()  # SIGTERM -> SIGINT: Tune stops gracefully and saves its state for --resume
     try:
         with interrupt:
-            tuner = build_tuner(t, space, ident, make_trainable(setup),
-                                [TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line)])
-            outcomes = collect_outcomes(tuner.fit(), space, t.metric, t.mode)
+            lifecycle = TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line, statuses=statuses,
+                                       persist=partial(save_trial_statuses, ident))
+            tuner = build_tuner(t, space, ident, make_trainable(setup), [lifecycle])
+            grid = tuner.fit()
         budget_hit = t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s
+        outcomes = collect_outcomes(grid, space, t.metric, t.mode, statuses,
+                                    all_ended=not (interrupt.signalled or budget_hit))
         status, error = search_status(outcomes, signalled=interrupt.signalled, budget_hit=budget_hit)
     except KeyboardInterrupt:  # a second signal: Tune's graceful stop was cut short
         status, error = "KILLED", "interrupted"
-        outcomes = _saved_outcomes(tuner, space, t.metric, t.mode)
+        outcomes = _saved_outcomes(tuner, space, t.metric, t.mode, statuses)
     except Exception as e:  # noqa: BLE001 - the parent run must still be closed
         error = f"{type(e).__name__}: {e}"
 
@@ -153,11 +152,11 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
     return out
 
 
-def _saved_outcomes(tuner: Any, space: SearchSpace, metric: str, mode: str) -> list:
+def _saved_outcomes(tuner: Any, space: SearchSpace, metric: str, mode: str, statuses: dict[str, str]) -> list:
     """Trial outcomes from the experiment state on storage, when fit() did not return them."""
-    from cnnray.tune.outcome import collect_outcomes
+    from cnnray.tune.results import collect_outcomes
 
     try:
-        return collect_outcomes(tuner.get_results(), space, metric, mode) if tuner is not None else []
+        return collect_outcomes(tuner.get_results(), space, metric, mode, statuses) if tuner is not None else []
     except Exception:  # noqa: BLE001 - nothing saved yet
         return []

@@ -12,18 +12,26 @@ A space file:
 
 Types: choice (values), uniform / loguniform (low, high), int (low, high, both inclusive).
 `when` makes a parameter conditional: it is used only while its parent choice has one of the
-given values. No Ray import here, so a bad space is refused (exit 2) in a fraction of a second.
+given values.
+
+Also here: a trial's sampled values -> its training Config (`trial_config`), and the check of a
+space against the config tree (`check_space`). No Ray import, so a bad space is refused (exit 2) in a
+fraction of a second.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
+from cnnray.config import Config, set_dotted
 from cnnray.errors import ConfigError
 
 KINDS = ("choice", "uniform", "loguniform", "int")
@@ -78,16 +86,9 @@ def space_names() -> list[str]:
 
 def resolve_space_path(ref: str) -> Path:
     """A space file path from a built-in name or a path to a user file."""
-    path = Path(ref)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"search space file not found: {path}")
-        return path
-    builtin = spaces_dir() / f"{ref}.yaml"
-    if not builtin.is_file():
-        raise ConfigError(f"unknown search space '{ref}'; built-in spaces: {', '.join(space_names())} "
-                          "(or pass a path to a .yaml file)")
-    return builtin
+    from cnnray.config.loader import resolve_named_file
+
+    return resolve_named_file(ref, spaces_dir(), "search space")
 
 
 def load_space(ref: str) -> SearchSpace:
@@ -208,3 +209,128 @@ def parse_space(data: Any, name: str, source: str = "") -> SearchSpace:
         raise ConfigError(f"search space '{name}': {clash[0]} is both fixed and searched")
     return SearchSpace(name, _check_conditions(name, params), {str(k): v for k, v in fixed.items()},
                        str(data.get("description") or ""), source)
+
+
+# --- A trial's sampled values -> its training Config: drop inactive conditionals, clamp, validate.
+
+GRID_KEY = "point"  # grid search samples whole points (dicts) under this key, deduplicated
+
+
+def is_primitive(value: Any) -> bool:
+    """Values a search library can hold as a categorical (lists are encoded as JSON strings)."""
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def encode_choice(value: Any) -> Any:
+    """A choice value as the search library sees it."""
+    return value if is_primitive(value) else json.dumps(value)
+
+
+def decode_choice(param: Param, value: Any) -> Any:
+    """Back from `encode_choice`; values that are not choices (e.g. None for inactive) pass through."""
+    for v in param.values:
+        if not is_primitive(v) and json.dumps(v) == value:
+            return v
+    return value
+
+
+def sampled_values(config: dict[str, Any]) -> dict[str, Any]:
+    """The sampled key -> value mapping from a Tune trial config (grid points are nested)."""
+    point = config.get(GRID_KEY)
+    return dict(point) if isinstance(point, dict) else {k: v for k, v in config.items() if k != GRID_KEY}
+
+
+def active_values(space: SearchSpace, sampled: dict[str, Any]) -> dict[str, Any]:
+    """The values a trial really uses: conditionals whose parent does not match are dropped."""
+    out: dict[str, Any] = {}
+    for key, p in space.params.items():  # parents come first
+        if key not in sampled:
+            continue
+        if any(out.get(parent, _MISSING) not in allowed for parent, allowed in p.when.items()):
+            continue
+        value = sampled[key]
+        out[key] = decode_choice(p, value) if p.kind == "choice" else p.clamp(value)
+    return out
+
+
+_MISSING = object()
+
+
+def trial_config(base: Config, space: SearchSpace, sampled: dict[str, Any]) -> Config:
+    """The base config with the space's fixed values and the trial's active values applied."""
+    tree = copy.deepcopy(base.model_dump(mode="json"))
+    for key, value in {**space.fixed, **active_values(space, sampled)}.items():
+        set_dotted(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"trial config invalid at {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+# --- A space against the config tree: keys exist, and every edge value type-checks.
+
+# Sections a trial may not change: the search's own settings, identity, tracking and resources.
+NOT_SEARCHABLE = ("tune", "run", "tracking", "registry", "scaling")
+SET_BY_TUNE = {"train.epochs": "tune.max_epochs", "train.resume": "tune.resume",
+               "train.checkpoint_every": "the search (every epoch is checkpointed)"}
+
+
+def _leaf(key: str) -> None:
+    """Refuse a key that is not a value of the config tree, listing what is valid at that level."""
+    cls: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        fields = getattr(cls, "model_fields", None)
+        if not fields or part not in fields:
+            prefix = ".".join(parts[:i])
+            valid = ", ".join(fields) if fields else ""
+            raise ConfigError(f"unknown config key '{key}'"
+                              + (f"; valid keys under '{prefix or '(top)'}': {valid}" if valid else ""))
+        cls = fields[part].annotation
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        raise ConfigError(f"'{key}' is a config section, not a value; searched keys must be values "
+                          f"(e.g. {key}.{next(iter(cls.model_fields))})")
+
+
+def _first_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    return e["msg"]
+
+
+def _try(base: dict[str, Any], key: str, value: Any) -> str | None:
+    tree = copy.deepcopy(base)
+    set_dotted(tree, key, value)
+    try:
+        Config.model_validate(tree)
+    except ValidationError as e:
+        return _first_error(e)
+    return None
+
+
+def check_space(space: SearchSpace, base: Config) -> None:
+    """ConfigError naming the key for unknown or unsearchable keys and values the config refuses."""
+    tree = base.model_dump(mode="json")
+    for key in [*space.fixed, *space.params]:
+        where = f"search space '{space.name}': {key}"
+        try:
+            _leaf(key)
+        except ConfigError as e:
+            raise ConfigError(f"search space '{space.name}': {e}") from None
+        if key.split(".")[0] in NOT_SEARCHABLE:
+            raise ConfigError(f"{where}: the '{key.split('.')[0]}' section cannot be searched "
+                              f"(not searchable: {', '.join(NOT_SEARCHABLE)})")
+        if key in SET_BY_TUNE:
+            raise ConfigError(f"{where}: set by {SET_BY_TUNE[key]}, not searchable")
+    for key, value in space.fixed.items():
+        msg = _try(tree, key, value)
+        if msg:
+            raise ConfigError(f"search space '{space.name}': fixed {key}={value!r} is invalid: {msg}")
+    for p in space.params.values():
+        # A midpoint too: a uniform range over an int field fails only between its (whole) bounds.
+        mid = [] if p.kind in ("choice", "int") else [
+            (p.low * p.high) ** 0.5 if p.kind == "loguniform" else (p.low + p.high) / 2]
+        for value in [*p.edges(), *mid]:
+            msg = _try(tree, p.key, value)
+            if msg:
+                raise ConfigError(f"search space '{space.name}': {p.key}: value {value!r} is invalid: {msg}")

@@ -1,4 +1,5 @@
-"""The Tune trial driver: the trial's Config -> a TorchTrainer (V2) -> each epoch relayed to Tune with a checkpoint.
+"""Everything that runs for one trial, in its Tune actor: the trial's Config -> a TorchTrainer (V2) -> each
+epoch relayed to Tune with a checkpoint; and the Train run aborted when Tune stops the trial.
 
 Ray Train V2 under Tune: the trial function builds and fits a TorchTrainer; `ray.train.report`
 cannot be called here. Training runs in a helper thread while this (the trial's) thread reports to
@@ -7,12 +8,27 @@ Train controller and workers, owned by this trial's actor, end with it.
 
 A restart (PBT exploit, or a resumed search) starts from `ray.tune.get_checkpoint()`: a fresh Train
 run is given that directory as `init_checkpoint`, so Tune's checkpoint, not Train's, is the truth.
+
+Train -> Tune handoff (`ForwardToTune`): why not only `TuneReportCallback`: it forwards metrics (and
+the checkpoint *path*) but no Tune checkpoint, and PBT can only clone a trial that reported one. So the
+trial function itself calls `ray.tune.report(metrics, checkpoint=...)`. The copy is made inside the
+Train controller's report handling, because Train may delete that checkpoint (num_to_keep) as soon as
+the next report arrives; the controller runs on the trial's node, so a local temporary directory is
+visible to both.
+
+Abort on stop (`AbortTrainOnStop`): Tune ends a trial (scheduler stop, PBT pause, Ctrl+C) by calling
+the trainable's `stop()` and then removing its actor. The Train controller is owned by that actor and
+dies with it, but the placement group holding the Train workers' CPUs/GPUs outlives it (Train's
+detached cleaner needs the dashboard's state API); each stop would leak a worker's resources until the
+search starves. So the trainable's cleanup, which Tune waits for, first aborts the Train run: workers
+stop and their group is removed.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, replace
@@ -20,15 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import ray.tune
+from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
-from cnnray.config import config_hash, to_yaml
-from cnnray.ray_compat import add_trainable_mixin
-from cnnray.train.trainer import EpochSink, PreparedRun, ReportCallback, build_trainer
-from cnnray.tune.abort import AbortTrainOnStop, forget_controller, set_controller
-from cnnray.tune.forward import ForwardToTune, ShareController
-from cnnray.tune.resolve import sampled_values, trial_config
-from cnnray.tune.space import SearchSpace
+from cnnray.ray_compat import add_trainable_mixin, controller_callback_base
+from cnnray.train.prepare import PreparedRun
+from cnnray.train.trainer import EpochSink, ReportCallback, build_trainer
+from cnnray.tune.runs import attach_child_run
+from cnnray.tune.space import SearchSpace, sampled_values, trial_config
 
 SOURCE_FILE = "tune_source.json"  # in every Tune checkpoint: which trial and epoch wrote it
 
@@ -43,11 +58,6 @@ class TrialSetup:
     experiment_path: str
     tracking_uri: str | None
     parent_run_id: str | None
-
-
-def child_run_name(tune_name: str, trial_id: str) -> str:
-    """The MLflow run name of a trial (also how a resumed search finds it again)."""
-    return f"{tune_name}/{trial_id}"
 
 
 def _checkpoint_uri(checkpoint: Any, experiment_path: str) -> str:
@@ -65,26 +75,79 @@ def _source_of(checkpoint: Any) -> dict[str, Any]:
         return json.loads(f.read_text()) if f.exists() else {}
 
 
-def _attach_run(setup: TrialSetup, cfg, trial_id: str, restored_from: str | None):
-    """Create the trial's child run, or re-attach it (PBT restart, resumed search): never a duplicate."""
-    from cnnray import tracking
-    from cnnray.tracking.runs import log_text, metric_history, set_tags
+# --- Train -> Tune: runs in the Train controller.
 
-    if setup.tracking_uri is None:
-        return None, None
-    name = child_run_name(setup.tune_name, trial_id)
-    ctx = tracking.start_run(cfg, name, uri=setup.tracking_uri, resume=True, parent_run_id=setup.parent_run_id,
-                             tags={"cnnray.trial_id": trial_id, "cnnray.tune_run": setup.tune_name,
-                                   "cnnray.data_fingerprint": setup.prep.info.fingerprint,
-                                   "cnnray.config_hash": config_hash(cfg)})
-    if restored_from:
-        # PBT changed this trial's config; params are immutable in MLflow, so the new config is an artifact.
-        set_tags(ctx, {"cnnray.restored_from": restored_from})
-        log_text(ctx, to_yaml(cfg), f"configs/from_{restored_from.replace('@', '_epoch')}.yaml")
-    logger = tracking.EpochLogger(ctx.uri, ctx.run_id)
-    # Epochs logged before a restart stay as they were: the first value of a step wins.
-    logger.logged = {step for step, _ in metric_history(ctx, "train_loss")}
-    return ctx, logger
+
+class ForwardToTune(UserCallback):
+    """Runs in the Train controller: puts {"metrics", "checkpoint_dir"} on the trial's queue (size 1: backpressure)."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        if not metrics:
+            return
+        staged = None
+        if checkpoint is not None:
+            staged = tempfile.mkdtemp(prefix="cnnray-tune-ckpt-")
+            checkpoint.to_directory(staged)
+        self.queue.put({"metrics": dict(metrics[0]), "checkpoint_dir": staged})
+
+
+class ShareController(controller_callback_base()):
+    """Runs in the Train controller as it starts: hands its actor handle to the trial (see abort_train_run).
+
+    An internal Ray Train hook (RunConfig accepts any RayTrainCallback): no public callback fires before
+    the first report, and a trial can be stopped before it reports.
+    """
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def after_controller_start(self, train_run_context) -> None:
+        import ray
+
+        self.queue.put({"controller": ray.get_runtime_context().current_actor})
+
+
+# --- Abort the Train run when Tune stops the trial.
+
+_ACTIVE: dict[str, Any] = {}  # this trial actor's running Train controller (one trial per actor)
+
+
+def set_controller(handle: Any) -> None:
+    """Remember the Train controller of the trial running in this process."""
+    _ACTIVE["controller"] = handle
+
+
+def forget_controller() -> None:
+    """The Train run ended by itself: nothing to abort."""
+    _ACTIVE.pop("controller", None)
+
+
+def abort_train_run(timeout_s: float = 60.0) -> None:
+    """Abort the remembered Train run, if any (a finished run ignores it)."""
+    from cnnray.ray_compat import abort_train_controller, require_written_for
+
+    handle = _ACTIVE.pop("controller", None)
+    if handle is None:
+        return
+    require_written_for("TrainController.abort")  # outside the try: a version mismatch must not pass silently
+    try:
+        abort_train_controller(handle, timeout_s)
+    except Exception:  # noqa: BLE001 - the controller exits inside abort(); a dead one raises here
+        pass
+
+
+class AbortTrainOnStop:
+    """Mixin for Tune's function trainable (via `fn.__mixins__`): abort the Train run, then Tune's cleanup."""
+
+    def cleanup(self) -> None:
+        abort_train_run()
+        super().cleanup()  # type: ignore[misc]
+
+
+# --- The trial function.
 
 
 def tune_metrics(metrics: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +200,7 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     source = _source_of(restore)
     other = source.get("trial_id") not in (None, trial_id)
     restored_from = f"{source['trial_id']}@{source['epoch']}" if other else None
-    ctx, logger = _attach_run(setup, cfg, trial_id, restored_from)
+    ctx, logger = attach_child_run(setup, cfg, trial_id, restored_from)
     if source and int(source["epoch"]) + 1 >= cfg.train.epochs:
         return  # restored at the last epoch (PBT clone, resumed search): nothing left to train
     name = f"{trial_id}-{uuid.uuid4().hex[:6]}"  # a fresh Train run per start: Tune's checkpoint is the state

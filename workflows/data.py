@@ -34,6 +34,9 @@ def _body(argv: list[str] | None) -> int:
     from cnnray.data.prepare import prepare_dataset
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        _parser().print_help()
+        return 0
     action = argv.pop(0) if argv and not argv[0].startswith("-") else None
     if action not in ACTIONS:  # taken off first: make_parser's catch-all overrides would swallow it
         raise UserInputError(f"cnnray data: expected an action first, one of {', '.join(ACTIONS)}; got {action!r}")
@@ -64,7 +67,7 @@ def _body(argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: `cnnray data prepare ...` / `python -m workflows.prepare_data prepare ...`."""
+    """Entry point: `cnnray data prepare ...` / `python -m workflows.data prepare ...`."""
     return run_workflow(lambda: _body(argv))
 
 

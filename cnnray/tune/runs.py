@@ -1,0 +1,161 @@
+"""A search's MLflow runs (through cnnray.tracking): each trial's child run, created or re-attached in the
+trial, closed by the driver as the trial ends; at the end, the parent's summary and the best trial registered.
+
+Closing happens on the driver (`TrialLifecycle`), not in the trial function, because a scheduler stop
+kills the trial's actor: code after the stop may never run there, while the driver sees every
+completion and error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from cnnray import tracking
+from cnnray.config import Config, config_hash, to_yaml
+from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_metrics, log_text, metric_history, set_tags
+from cnnray.tune.report import plot_best_so_far, plot_metric_vs_params, trial_rows, trials_csv, trials_table
+from cnnray.tune.results import MLFLOW_STATUS, TrialOutcome, own_run_id, trial_status
+from cnnray.tune.space import SearchSpace
+
+
+def child_run_name(tune_name: str, trial_id: str) -> str:
+    """The MLflow run name of a trial (also how a resumed search finds it again)."""
+    return f"{tune_name}/{trial_id}"
+
+
+def attach_child_run(setup: Any, cfg: Config, trial_id: str, restored_from: str | None):
+    """Create the trial's child run, or re-attach it (PBT restart, resumed search): never a duplicate.
+
+    `setup` is the trial's `cnnray.tune.trial.TrialSetup`; returns (context, epoch logger), or Nones when off.
+    """
+    if setup.tracking_uri is None:
+        return None, None
+    name = child_run_name(setup.tune_name, trial_id)
+    ctx = tracking.start_run(cfg, name, uri=setup.tracking_uri, resume=True, parent_run_id=setup.parent_run_id,
+                             tags={"cnnray.trial_id": trial_id, "cnnray.tune_run": setup.tune_name,
+                                   "cnnray.data_fingerprint": setup.prep.info.fingerprint,
+                                   "cnnray.config_hash": config_hash(cfg)})
+    if restored_from:
+        # PBT changed this trial's config; params are immutable in MLflow, so the new config is an artifact.
+        set_tags(ctx, {"cnnray.restored_from": restored_from})
+        log_text(ctx, to_yaml(cfg), f"configs/from_{restored_from.replace('@', '_epoch')}.yaml")
+    logger = tracking.EpochLogger(ctx.uri, ctx.run_id)
+    # Epochs logged before a restart stay as they were: the first value of a step wins.
+    logger.logged = {step for step, _ in metric_history(ctx, "train_loss")}
+    return ctx, logger
+
+
+@dataclass
+class ChildRuns:
+    """Finds and closes trial child runs (picklable: plain strings)."""
+
+    uri: str
+    experiment: str
+    experiment_id: str
+
+    def find(self, run_name: str) -> str | None:
+        """Run id of a trial's child run by its name tag."""
+        return tracking.find_run_by_name(self.uri, self.experiment, run_name)
+
+    def close(self, run_id: str, status: str, *, stopped_early: bool = False) -> None:
+        """End a child run with its final status; an early stop is tagged, not failed."""
+        ctx = TrackingContext(self.uri, self.experiment_id, run_id)
+        set_tags(ctx, {"stopped_early": str(stopped_early).lower()})
+        tracking.end_run(ctx, status)
+
+
+def close_children(children: ChildRuns, tune_name: str, outcomes: list[TrialOutcome]) -> None:
+    """Every trial's child run to its final status (interrupted trials: KILLED, re-opened on --resume)."""
+    for o in outcomes:
+        run_id = o.run_id or children.find(child_run_name(tune_name, o.trial_id))
+        if run_id:
+            o.run_id = run_id
+            children.close(run_id, MLFLOW_STATUS[o.status], stopped_early=o.status == "stopped_early")
+
+
+def log_search_summary(ctx: TrackingContext, outcomes: list[TrialOutcome], space: SearchSpace, metric: str,
+                       mode: str, best: TrialOutcome | None) -> None:
+    """Parent run: trials table (CSV + text), best-so-far and metric-vs-parameter plots, best metric."""
+    rows = trial_rows(outcomes, list(space.params), metric)
+    log_text(ctx, trials_csv(rows), "trials.csv")
+    log_text(ctx, trials_table(rows) + "\n", "trials.txt")
+    with tracking.runs.scratch_dir() as tmp:
+        log_artifact_file(ctx, plot_best_so_far(outcomes, metric, mode, Path(tmp) / "best_so_far.png"))
+        log_artifact_file(ctx, plot_metric_vs_params(outcomes, space, metric, Path(tmp) / "metric_vs_params.png"))
+    counts = {s: sum(o.status == s for o in outcomes) for s in MLFLOW_STATUS}
+    log_metrics(ctx, {"num_trials": len(outcomes), "trial_epochs": sum(o.reports for o in outcomes),
+                      **{f"trials_{k}": v for k, v in counts.items()}})
+    if best is not None and best.best is not None:
+        log_metrics(ctx, {f"best_{metric}": best.best})
+        set_tags(ctx, {"cnnray.best_trial_id": best.trial_id, "cnnray.best_run_id": best.run_id or ""})
+
+
+def register_best(children: ChildRuns, best: TrialOutcome, best_cfg: Config, prep: Any, tune_name: str,
+                  parent_run_id: str) -> dict[str, Any]:
+    """Log the best trial's best weights in its child run and register them (alias from registry.alias)."""
+    from cnnray.serve.card import card_for_training
+    from cnnray.tracking.finish import finish_training_run
+    from cnnray.train.trainer import load_best
+
+    assert best.run_id and best.checkpoint_path
+    weights, meta = load_best(best.checkpoint_path)
+    ctx = TrackingContext(children.uri, children.experiment_id, best.run_id)
+    trial_prep = replace(prep, cfg=best_cfg, run_name=child_run_name(tune_name, best.trial_id))
+    tags = {"cnnray.tune_run": tune_name, "cnnray.tune_parent_run_id": parent_run_id, "cnnray.trial_id": best.trial_id}
+    out = finish_training_run(ctx, best_cfg, trial_prep, weights, meta,
+                              make_card=partial(card_for_training, best_cfg, prep.info), extra_tags=tags)
+    # Registration reopens the run; put back the status the trial ended with.
+    children.close(best.run_id, MLFLOW_STATUS[best.status], stopped_early=best.status == "stopped_early")
+    return out
+
+
+class TrialLifecycle(Callback):
+    """Prints trial progress; ends trial child runs FINISHED (tag stopped_early) or FAILED."""
+
+    def __init__(self, tune_name: str, metric: str, max_epochs: int, tracking: Any | None,
+                 on_line: Callable[[str], None] = print, statuses: dict[str, str] | None = None,
+                 persist: Callable[[dict[str, str]], None] | None = None) -> None:
+        self.tune_name, self.metric, self.max_epochs = tune_name, metric, max_epochs
+        self.tracking = tracking  # ChildRuns, or None when tracking is off
+        self.on_line = on_line
+        # trial id -> TERMINATED / ERROR, from these public callbacks (Tune's Result has no status).
+        self.statuses = statuses if statuses is not None else {}
+        self.persist = persist
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        value = result.get(self.metric)
+        text = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+        line = (f"[{trial.trial_id}] epoch {int(result.get('epochs_done', 0))}/{self.max_epochs}  "
+                f"{self.metric} {text}  train_loss {result.get('train_loss', float('nan')):.4f}")
+        if result.get("restored_from"):
+            line += f"  (from {result['restored_from']})"
+        self.on_line(line)
+
+    def _close(self, trial: Any, status: str) -> None:
+        self.statuses[trial.trial_id] = status
+        if self.persist is not None:
+            self.persist(dict(self.statuses))
+        last = dict(trial.last_result or {})
+        outcome = trial_status(status, last)
+        if outcome == "stopped_early":
+            self.on_line(f"[{trial.trial_id}] stopped by the scheduler after epoch {int(last.get('epochs_done', 0))}")
+        elif outcome == "failed":
+            self.on_line(f"[{trial.trial_id}] FAILED")
+        if self.tracking is not None:
+            run_id = own_run_id(trial.trial_id, last) or self.tracking.find(child_run_name(self.tune_name, trial.trial_id))
+            if run_id:
+                self.tracking.close(run_id, MLFLOW_STATUS[outcome], stopped_early=outcome == "stopped_early")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._close(trial, "TERMINATED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._close(trial, "ERROR")
+
+

@@ -1,0 +1,45 @@
+"""Trial statuses come from Tune's public callbacks and are persisted beside Tune's state (no Ray internals)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from cnnray.tune.prepare import TRIALS_FILE, SearchIdentity, load_trial_statuses, save_trial_statuses
+from cnnray.tune.results import result_trial_id, trial_status
+from cnnray.tune.runs import TrialLifecycle
+
+
+def test_statuses_round_trip_and_survive_a_corrupt_file(tmp_path):
+    ident = SearchIdentity("s", str(tmp_path), str(tmp_path / "s"), resume=False)
+    assert load_trial_statuses(ident) == {}
+    save_trial_statuses(ident, {"a_00000": "TERMINATED", "a_00001": "ERROR"})
+    assert load_trial_statuses(ident) == {"a_00000": "TERMINATED", "a_00001": "ERROR"}
+    assert [p.name for p in (tmp_path / "s").iterdir()] == [TRIALS_FILE]  # no temporary file left behind
+    (tmp_path / "s" / TRIALS_FILE).write_text('{"a_00000": "TERMI')  # truncated by a crash
+    assert load_trial_statuses(ident) == {}
+
+
+def test_lifecycle_records_and_persists_each_ended_trial(tmp_path):
+    ident = SearchIdentity("s", str(tmp_path), str(tmp_path / "s"), resume=False)
+    lines: list[str] = []
+    cb = TrialLifecycle("s", "val_acc", 3, None, lines.append,
+                        persist=lambda st: save_trial_statuses(ident, st))
+    done = SimpleNamespace(trial_id="t_00000", last_result={"train_done": True, "epochs_done": 3})
+    stopped = SimpleNamespace(trial_id="t_00001", last_result={"epochs_done": 1})
+    broken = SimpleNamespace(trial_id="t_00002", last_result={})
+    cb.on_trial_complete(0, [], done)
+    cb.on_trial_complete(0, [], stopped)
+    cb.on_trial_error(0, [], broken)
+    saved = json.loads((tmp_path / "s" / TRIALS_FILE).read_text())
+    assert saved == {"t_00000": "TERMINATED", "t_00001": "TERMINATED", "t_00002": "ERROR"}
+    assert [trial_status(saved[t.trial_id], t.last_result) for t in (done, stopped, broken)] == [
+        "finished", "stopped_early", "failed"]
+    assert any("stopped by the scheduler after epoch 1" in s for s in lines) and any("FAILED" in s for s in lines)
+
+
+def test_a_result_belongs_to_the_trial_its_folder_names():
+    # A PBT clone's last metrics can carry the source trial's id; the folder is named by the trial itself.
+    r = SimpleNamespace(path="/x/search/t_00003", metrics={"trial_id": "t_00001"})
+    assert result_trial_id(r) == "t_00003"
+    assert trial_status("RUNNING", {}) == "unfinished"
