@@ -249,3 +249,35 @@ def test_test_hooks_read_from_the_environment():
     assert read_test_hooks({NAN_AT_STEP: "5", FAIL_AT_EPOCH: " 1 "}) == {NAN_AT_STEP: 5, FAIL_AT_EPOCH: 1}
     with pytest.raises(ValueError, match=NAN_AT_STEP):
         read_test_hooks({NAN_AT_STEP: "-1"})
+
+
+def _compiled_engine(compile_: bool) -> Engine:
+    """train.compile=true: the Engine trains through torch.compile on CPU and saves plain (unprefixed) weights."""
+    return engine(cfg_of(optim={"lr": 0.01}, schedule={"name": "constant", "warmup_epochs": 0}, epochs=2,
+                         ema=True, compile=compile_), 8)
+
+
+def test_compiled_engine_learns_and_saves_unprefixed_weights():
+    x, y = blobs(128)
+    e = _compiled_engine(True)
+    assert isinstance(e.model, torch._dynamo.eval_frame.OptimizedModule)  # the flag really compiled the model
+    # What the compiled module itself would save carries the wrapper's prefix: the Engine must strip it.
+    assert all(k.startswith("_orig_mod.") for k in e.model.state_dict())
+    before = e.evaluate(batches(x, y, 32))["val_loss"]
+    for _ in range(2):
+        e.train_epoch(batches(x, y, 16))
+    after = e.evaluate(batches(x, y, 32))["val_loss"]
+    assert after < 0.7 * before, (before, after)
+
+    plain_keys = set(TinyNet().state_dict())
+    sd = e.state_dict()
+    assert set(sd["model"]) == plain_keys
+    assert set(e.weights_state("raw")) == plain_keys and set(e.weights_state("ema")) == plain_keys
+    assert set(sd["ema"]["module"]) == plain_keys
+
+    # The saved state loads into a plain (uncompiled) engine and predicts the same.
+    plain = _compiled_engine(False)
+    plain.load_state_dict(sd)
+    with torch.no_grad():
+        assert torch.allclose(plain.module(x), e.module(x), atol=1e-6)
+    assert plain.evaluate(batches(x, y, 32))["val_loss"] == pytest.approx(after, rel=1e-5)

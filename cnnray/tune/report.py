@@ -84,6 +84,9 @@ def format_tune_summary(r: dict[str, Any]) -> str:
     if r.get("version"):
         lines.append(f"registered {r['registered_name']} version {r['version']}"
                      + (f" as @{r['alias']}" if r.get("alias") else "") + f"  ({r['model_uri']})")
+    if r.get("stopped_by") == "time_budget":
+        lines.append(f"the time budget (tune.time_budget_s) ended the search after {r.get('wall_seconds', 0):.0f}s; "
+                     "trials still running then were stopped")
     if r["status"] == "KILLED":
         lines.append(f"interrupted: continue with  cnnray tune --resume {r['name']}")
     if r.get("error"):

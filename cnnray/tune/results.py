@@ -127,6 +127,8 @@ def search_status(outcomes: list[TrialOutcome], *, signalled: bool, budget_hit: 
         return "KILLED", "interrupted"
     if any(o.status in ("finished", "stopped_early") for o in outcomes):
         return "FINISHED", None
+    if budget_hit and not any(o.status == "failed" for o in outcomes):
+        return "FAILED", "the time budget (tune.time_budget_s) ran out before any trial finished an epoch"
     return "FAILED", "every trial failed: " + "; ".join(sorted({o.error or "?" for o in outcomes}))[:1000]
 
 

@@ -148,6 +148,8 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
             unwatch_mlflow_run()
     if error:
         out["error"] = error
+    if status != "KILLED" and t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s:
+        out["stopped_by"] = "time_budget"  # its normal end: the trials it got through count
     out["wall_seconds"] = round(time.time() - t0, 1)
     return out
 
