@@ -44,3 +44,20 @@ def test_data_bench_runs_all_three_pipelines(ray_local):
         assert r[f"{kind}_imgs_per_s"] > 0
     assert r["memory_vs_baseline"] == pytest.approx(r["memory_imgs_per_s"] / r["baseline_imgs_per_s"], rel=0.02)
     assert "streaming (Ray Data, raw parquet shards)" in format_data_bench(r)
+
+
+def test_overhead_bench_needs_the_tune_bench_and_a_positive_count():
+    for args in (["bench", "train", "--overhead", "4"], ["bench", "tune", "--overhead", "0"]):
+        proc = subprocess.run([sys.executable, "-m", "cnnray.cli", *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and "--overhead N" in proc.stderr, proc.stderr
+
+
+@pytest.mark.timeout(300)
+def test_overhead_bench_measures_actor_trials(ray_local):
+    from cnnray.bench.tune import format_overhead_bench, run_overhead_bench
+
+    r = run_overhead_bench(2, ["actor, 1 worker"])
+    v = r["variants"]["actor, 1 worker"]
+    assert v["trials"] == 2 and v["mean_work_s"] > 0 and 0 <= v["median_s"] <= v["max_s"]
+    assert v["trials_per_minute"] > 0
+    assert "actor, 1 worker" in format_overhead_bench(r) and "goal <= 2s" in format_overhead_bench(r)

@@ -175,7 +175,8 @@ def test_submitted_tune_spreads_trials_over_nodes(cluster, mlflow_server):
     out = _last_json(p.stdout)
     assert out["status"] == "SUCCEEDED" and out["result"]["status"] == "FINISHED"
     status = _last_json(_cnnray(["jobs", "status", out["job_id"], "--json"], env, work, timeout=60).stdout)
-    assert len(status["train_worker_nodes"]) == 2, status["placement"]  # two concurrent 1-CPU trials, two nodes
+    # Two concurrent 1-CPU trials, each trained in its own actor (no Train run), on two nodes.
+    assert len(status["trial_actor_nodes"]) == 2 and not status["train_worker_nodes"], status["placement"]
 
 
 def test_failed_job_exits_1_with_status_and_log_tail(cluster, mlflow_server):

@@ -39,3 +39,15 @@ def test_tracking_imports_nothing_from_train():
 def test_the_scan_sees_imports():
     """The scan is not vacuous: it finds a known import of the training package."""
     assert "cnnray.train.trainer" in _imported_modules(PACKAGE / "tune" / "runs.py")
+
+
+def test_pytest_keeps_deprecation_warnings_visible():
+    """Only named library noise is filtered: a deprecation of an API cnnray calls must show in test runs."""
+    import tomllib
+
+    ini = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    for f in ini.get("filterwarnings", []):
+        action, message, category, module = (f.split(":") + ["", "", ""])[:4]
+        if action == "ignore" and category.endswith("DeprecationWarning"):
+            assert message or module, f"filterwarnings hides every deprecation: {f!r}"
+    assert "-p no:warnings" not in ini.get("addopts", "") and "--disable-warnings" not in ini.get("addopts", "")

@@ -43,3 +43,28 @@ def test_a_result_belongs_to_the_trial_its_folder_names():
     r = SimpleNamespace(path="/x/search/t_00003", metrics={"trial_id": "t_00001"})
     assert result_trial_id(r) == "t_00003"
     assert trial_status("RUNNING", {}) == "unfinished"
+
+
+def _outcome(trial_id, status, best=None, checkpoint=None, error=None):
+    from cnnray.tune.results import TrialOutcome
+
+    return TrialOutcome(trial_id, status, {}, best, 1 if best is not None else 0, 1 if best is not None else 0,
+                        None, checkpoint, error=error)
+
+
+def test_search_status_when_the_time_budget_ends_it():
+    from cnnray.tune.results import best_outcome, search_status
+
+    cut = [_outcome("a", "unfinished", 0.8, "/ckpt/a"), _outcome("b", "unfinished", 0.9, "/ckpt/b")]
+    # Every trial cut short by the budget, but with checkpointed epochs: FINISHED, and the best is ranked.
+    assert search_status(cut, signalled=False, budget_hit=True) == ("FINISHED", None)
+    assert best_outcome(cut, "max").trial_id == "b"
+    # The same trials without the budget were interrupted.
+    assert search_status(cut, signalled=False, budget_hit=False) == ("KILLED", "interrupted")
+    # A budget that ran out before any epoch was reported leaves nothing to rank.
+    none = [_outcome("a", "unfinished"), _outcome("b", "unfinished")]
+    status, error = search_status(none, signalled=False, budget_hit=True)
+    assert status == "FAILED" and "before any trial finished an epoch" in error
+    failed = [_outcome("a", "failed", error="boom"), _outcome("b", "unfinished")]
+    assert search_status(failed, signalled=False, budget_hit=True) == ("FAILED", "every trial failed: ?; boom")
+    assert search_status([_outcome("a", "signal", 0.8, "/c")], signalled=True, budget_hit=True)[0] == "KILLED"

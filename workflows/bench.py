@@ -42,11 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="train: skip the time-to-accuracy race")
     parser.add_argument("--gpu", action="store_true",
                         help="train: the CUDA GPU table instead (Engine vs a lean loop, CBAM cost; needs no Ray)")
+    parser.add_argument("--overhead", type=int, metavar="N", default=None,
+                        help="tune: per-trial overhead of N one-epoch trials, in the trial's actor and as Train runs")
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         if args.gpu:
             return _gpu_bench(args.which, args.quick, args.json)
+        if args.overhead is not None and (args.which != "tune" or args.overhead < 1):
+            raise UserInputError(f"--overhead N (N >= 1 trials) applies to `cnnray bench tune`; got "
+                                 f"`{args.which}` with N={args.overhead}")
         from cnnray.ray_session import quiet_ray
 
         quiet_ray(args.verbose)
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             module_name, run_name, fmt_name = BENCHES[name]
             module = importlib.import_module(module_name)
             kwargs = {"quick": True} if name == "train" and args.quick else {}
+            if args.overhead is not None:  # the overhead bench instead of ASHA vs FIFO
+                run_name, fmt_name, kwargs, name = "run_overhead_bench", "format_overhead_bench", {"n": args.overhead}, "tune_overhead"
             print(f"== bench {name}", flush=True)
             results[name] = getattr(module, run_name)(**kwargs)
             print(getattr(module, fmt_name)(results[name]), flush=True)

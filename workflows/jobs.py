@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             from cnnray.jobs import placement
 
             actors = placement.job_actors(target, summary["ray_job_id"]) if summary["ray_job_id"] else []
-            summary.update(placement=placement.placement(actors), train_worker_nodes=placement.worker_nodes(actors))
+            summary.update(placement=placement.placement(actors), train_worker_nodes=placement.worker_nodes(actors),
+                           trial_actor_nodes=placement.worker_nodes(actors, placement.TRIAL_ACTOR))
             print(f"{args.job_id}  {summary['status']}  started {_when(summary['start_time'])}  ended "
                   f"{_when(summary['end_time'])}\n  {summary['entrypoint']}")
             if summary["message"]:

@@ -54,3 +54,53 @@ def format_tune_bench(r: dict[str, Any]) -> str:
         f"wall time x{r['wall_ratio']:.2f}  (goal: gap <= 0.5, epochs <= x0.33: "
         f"{'met' if r['goal_met'] else 'not met'})",
     ])
+
+
+# --- `cnnray bench tune --overhead N`: what a trial costs beyond its epochs, by where it trains.
+
+OVERHEAD_VARIANTS = {  # label -> overrides
+    "actor, 1 worker": ["tune.trial_runner=actor", "tune.trial_workers=1"],
+    "Train run, 1 worker": ["tune.trial_runner=train", "tune.trial_workers=1"],
+    "Train run, 2 workers": ["tune.trial_runner=train", "tune.trial_workers=2"],
+}
+
+
+def _overhead_search(label: str, extra: list[str], storage: str, n: int) -> dict[str, Any]:
+    from cnnray.tune.runner import run_tune
+
+    name = "overhead-" + "".join(c if c.isalnum() else "-" for c in label).strip("-")
+    cfg = load_config(overrides=[
+        "data.image_size=16", "model.width=0.125", "train.batch_size=64", "tune.max_concurrent_trials=2",
+        "tune.scheduler=fifo", "tune.max_epochs=1", f"tune.num_samples={n}", "registry.enabled=false",
+        f"tracking.uri=sqlite:///{storage}/mlflow.db", f"run.name={name}", f"scaling.storage_path={storage}", *extra])
+    r = run_tune(cfg, on_line=lambda s: None)
+    if r["status"] != "FINISHED" or "trial_overhead" not in r:
+        raise RuntimeError(f"{label} search {r['status']}: {r.get('error')}")
+    return {**r["trial_overhead"], "wall_seconds": r["wall_seconds"]}
+
+
+def run_overhead_bench(n: int = 8, variants: list[str] | None = None) -> dict[str, Any]:
+    """The same FIFO search of `n` one-epoch trials (MLflow child run each), trained in the trial's actor
+    and as Ray Train runs of 1 and 2 workers: per-trial overhead and trials per minute of each."""
+    out: dict[str, Any] = {"trials": n, "concurrent": 2, "variants": {}}
+    with tempfile.TemporaryDirectory(prefix="cnnray-bench-overhead-") as storage:
+        for label in variants or list(OVERHEAD_VARIANTS):
+            out["variants"][label] = _overhead_search(label, OVERHEAD_VARIANTS[label], storage, n)
+    v = out["variants"]
+    if "actor, 1 worker" in v and "Train run, 1 worker" in v:
+        out["train_over_actor_overhead"] = round(v["Train run, 1 worker"]["median_s"]
+                                                 / max(v["actor, 1 worker"]["median_s"], 1e-3), 1)
+    return out
+
+
+def format_overhead_bench(r: dict[str, Any]) -> str:
+    """One line per variant: median/max overhead per trial, epoch time, trials per minute (goals: 2 s / 5 s)."""
+    lines = [f"{r['trials']} one-epoch trials per search, {r['concurrent']} at a time, FIFO, MLflow child runs on"]
+    for label, v in r["variants"].items():
+        goal = 5.0 if "2 workers" in label else 2.0
+        lines.append(f"{label:<22} overhead median {v['median_s']:5.1f}s max {v['max_s']:5.1f}s  (goal <= {goal:.0f}s: "
+                     f"{'met' if v['median_s'] <= goal else 'not met'})  epochs {v['mean_work_s']:.1f}s/trial  "
+                     f"{v['trials_per_minute']:.1f} trials/min  search {v['wall_seconds']:.0f}s")
+    if "train_over_actor_overhead" in r:
+        lines.append(f"Train-run trial overhead / actor trial overhead: x{r['train_over_actor_overhead']}")
+    return "\n".join(lines)

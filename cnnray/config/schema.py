@@ -223,6 +223,9 @@ class TuneSection(Strict):
     num_samples: int = Field(default=4, ge=1, description="trials to sample (grid search: every point once)")
     max_concurrent_trials: int = Field(default=2, ge=1, description="trials running at once")
     trial_workers: int = Field(default=1, ge=1, description="DDP workers per trial")
+    trial_runner: Literal["auto", "actor", "train"] = Field(default="auto", description=(
+        "where a trial trains: actor (in the trial's own actor, no Ray Train run: starts in ~1 s; one worker, "
+        "in-memory data only), train (a Ray Train run per trial), auto (actor when it can)"))
     trial_cpus: float = Field(default=1.0, gt=0, description="CPUs per worker of a trial")
     trial_gpus: float = Field(default=0.0, ge=0, description=(
         "GPUs per worker of a trial; fractions share a GPU between trials"))

@@ -55,7 +55,7 @@ def build_streaming_datasets(cfg: DataConfig, info: DatasetInfo) -> dict[str, An
             paths = [p for p, _ in shard_paths(manifest, base, split)]
             if not paths:  # a split with no shard: an empty dataset with the same columns
                 return ray.data.from_arrow(SCHEMA.empty_table())
-            return ray.data.read_parquet(paths, filesystem=fs, columns=["image", "shape", "label"])
+            return ray.data.read_parquet(paths, filesystem=fs).select_columns(["image", "shape", "label"])
     else:
         tx, ty, vx, vy = load_arrays(cfg)
         fmt = "raw"

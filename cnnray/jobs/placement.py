@@ -14,6 +14,8 @@ from cnnray.jobs import auth
 from cnnray.jobs.client import Target
 
 TRAIN_WORKER = "RayTrainWorker"  # Ray Train V2's worker actor: one per DDP rank
+# Tune's actor for a function trainable (Ray 2.60): one per trial; it trains when tune.trial_runner is actor.
+TRIAL_ACTOR = "ImplicitFunc"
 
 
 def job_actors(target: Target, ray_job_id: str, limit: int = 10000) -> list[dict[str, Any]]:

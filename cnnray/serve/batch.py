@@ -116,7 +116,8 @@ def stream_predictions(source: ParquetSource, models: list[Any], *, top_k: int =
     ensure_ray()
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     columns = [c for c in ("image", "shape", "label", "path") if c in _columns(source)]
-    ds = ray.data.read_parquet(source.paths, filesystem=source.filesystem, columns=columns)
+    # select_columns, not read_parquet(columns=): deprecated in Ray 2.60 (projection is still pushed down).
+    ds = ray.data.read_parquet(source.paths, filesystem=source.filesystem).select_columns(columns)
     payload = [(_card_dict(clf.card), {k: v.cpu() for k, v in clf.model.state_dict().items()}) for clf in models]
     # One actor per GPU; on CPUs one per 4 cores (each holds a model and uses intra-op threads), at most 8.
     res = ray.cluster_resources()

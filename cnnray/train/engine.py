@@ -115,6 +115,7 @@ class Engine:
         self.should_stop = False
         self.epoch = 0  # epochs completed
         self.global_step = 0  # optimizer steps taken
+        self.first_step_at: float | None = None  # wall clock of this process's first optimizer step
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.best_source: str | None = None
@@ -148,6 +149,8 @@ class Engine:
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()
         self.global_step += 1
+        if self.first_step_at is None:
+            self.first_step_at = time.time()  # start-up breakdown (on a GPU: when the step was queued)
         if self.ema is not None:
             self.ema.update(self.module)
         if self.global_step % self.guard.check_every == 0:

@@ -84,3 +84,45 @@ def tee(*handlers: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]
             h(item)
 
     return call
+
+
+def process_started_at() -> float:
+    """Wall clock when this process started (Linux: from /proc, to 10 ms); elsewhere, now."""
+    try:
+        import os
+
+        fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of stat(5): start time in clock ticks after boot
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+class StartupClock:
+    """Where a run's first seconds went: driver marks plus the first report's worker marks, in seconds
+    since the command's process started."""
+
+    PHASES = ("ray_ready", "run_started", "worker_loop", "data", "model", "first_step")
+
+    def __init__(self) -> None:
+        self.t0 = process_started_at()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        """Record a driver-side phase as done now."""
+        self.marks.setdefault(phase, time.time())
+
+    def __call__(self, report: dict[str, Any]) -> None:
+        """Report handler: take the worker's start-up marks from the first report that has them."""
+        for phase, at in (report.get("startup") or {}).items():
+            self.marks.setdefault(phase, float(at))
+
+    def seconds(self) -> dict[str, float]:
+        """{phase: seconds since the process started}, in phase order."""
+        return {p: round(self.marks[p] - self.t0, 2) for p in self.PHASES if p in self.marks}
+
+    def line(self) -> str:
+        """`start-up (s since the command started): ray_ready 2.1  ...  first_step 9.8`."""
+        return "start-up (seconds since the command started): " + "  ".join(
+            f"{p} {v:.1f}" for p, v in self.seconds().items())

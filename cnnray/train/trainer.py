@@ -146,6 +146,7 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
     command does, before importing Ray, so that bad input exits 2 without paying for it).
     """
     t0 = time.time()
+    clock = progress.StartupClock()
     prep = prepared or prepare_run(cfg)
     # Claimed before any work and held until the end: a second start under this name exits 2.
     claim = RunClaim(prep.run_dir).acquire(new=not prep.resume)
@@ -153,13 +154,15 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
         point = _check_resume(prep) if prep.resume else None
         prior_status = _prior_run(prep, point)[1]
         ensure_ray(cfg.run.address, verbose)
-        return _train(prep, point, prior_status, t0, verbose=verbose, on_line=on_line, on_report=on_report)
+        clock.mark("ray_ready")
+        return _train(prep, point, prior_status, t0, clock, verbose=verbose, on_line=on_line, on_report=on_report)
     finally:
         claim.release(remove_if_unused=True)
 
 
-def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | None, t0: float, *, verbose: bool,
-           on_line: Callable[[str], None], on_report: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | None, t0: float,
+           clock: progress.StartupClock, *, verbose: bool, on_line: Callable[[str], None],
+           on_report: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     from cnnray import tracking
     from cnnray.jobs.local import unwatch_mlflow_run, watch_mlflow_run
     from cnnray.serve.card import card_for_training
@@ -184,7 +187,8 @@ def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | Non
     queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
     sink = EpochSink(tracking.EpochLogger(ctx.uri, ctx.run_id) if ctx else None, queue)
     printer = progress.ProgressPrinter(cfg.train.epochs, on_line)
-    reader = progress.QueueReader(queue, printer if on_report is None else progress.tee(printer, on_report))
+    handlers = [clock, printer] + ([on_report] if on_report is not None else [])
+    reader = progress.QueueReader(queue, progress.tee(*handlers))
     status, error, result = "FAILED", None, None
     extra = ({"init_checkpoint": point.checkpoint_dir, "skip_checkpoints": point.skip}
              if point is not None and point.explicit else None)
@@ -192,6 +196,7 @@ def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | Non
     try:
         with interrupt, reader:
             trainer = build_trainer(prep, [ReportCallback(sink)], extra_loop_config=extra)
+            clock.mark("run_started")
             result = trainer.fit()
         # The queue saw every report (an error report comes without a checkpoint); Result.metrics only those
         # that came with a checkpoint, but it is the run's own record if a progress report was lost.
@@ -222,7 +227,10 @@ def _train(prep: PreparedRun, point: ResumePoint | None, prior_status: str | Non
             pass
     out: dict[str, Any] = {"status": status, "run_name": prep.run_name, "experiment": cfg.tracking.experiment,
                            "run_id": ctx.run_id if ctx else None, "run_dir": prep.run_dir,
-                           "loader": prep.loader_kind, "data_fingerprint": prep.info.fingerprint}
+                           "loader": prep.loader_kind, "data_fingerprint": prep.info.fingerprint,
+                           "startup_s": clock.seconds()}
+    if verbose:
+        on_line(clock.line())
     if status != "FINISHED":
         out.update(error=error, wall_seconds=round(time.time() - t0, 1))
         return out

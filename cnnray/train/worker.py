@@ -1,164 +1,46 @@
-"""`train_loop_per_worker`: what each Ray Train worker runs — DDP, data shard, checkpoint/resume, report."""
+"""`train_loop_per_worker`: what each Ray Train worker runs — the loop of `loop.py` with DDP ranks, Ray Data
+shards, Ray Train's checkpoints and `ray.train.report`."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import ray.train
 import ray.train.torch
 import torch
-from torch import nn
 
-from cnnray.config import Config, to_yaml
-from cnnray.data import DatasetInfo, MemoryLoader, MixupCutmix, StreamingLoader, build_transforms, load_arrays
-from cnnray.train.build import build_model
-from cnnray.train.engine import Engine
-from cnnray.train.test_hooks import FAIL_AT_EPOCH, NAN_AT_STEP
-from cnnray.errors import NonFiniteLossError
+from cnnray.train.loop import BEST_FILE, META_FILE, STATE_FILE, run_loop
 
-STATE_FILE = "state.pt"  # full training state (model, EMA, optimizer, schedule, counters, RNG)
-BEST_FILE = "best_model.pt"  # weights of the best epoch so far (raw or EMA, whichever won)
-META_FILE = "meta.json"  # epoch, best metrics, confusion matrix of the best epoch
+__all__ = ["BEST_FILE", "META_FILE", "STATE_FILE", "TrainWorkerSession", "train_loop_per_worker"]
 
 
-def _fail_once(batches: Iterable, marker: Path, rank: int) -> Iterator:
-    """Test hook (CNNRAY_TEST_FAIL_AT_EPOCH): the worker process dies half-way through the epoch, once per run (a real crash)."""
-    items = list(batches) if not hasattr(batches, "__len__") else batches
-    half = max(1, len(items) // 2)
-    for i, item in enumerate(items):
-        if i == half and not marker.exists():
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(f"rank {rank} killed itself at batch {i}\n")
-            os._exit(1)
-        yield item
+class TrainWorkerSession:
+    """The loop's view of a Ray Train worker."""
 
+    def __init__(self, skip_checkpoints: set[str]) -> None:
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device: torch.device = ray.train.torch.get_device()
+        self.skip = skip_checkpoints
 
-def _save_checkpoint(directory: Path, engine: Engine, best: dict[str, Any] | None, meta: dict[str, Any],
-                     cfg: Config) -> None:
-    torch.save(engine.state_dict(), directory / STATE_FILE)
-    if best is not None:
-        torch.save(best, directory / BEST_FILE)
-    (directory / META_FILE).write_text(json.dumps(meta))
-    (directory / "config.yaml").write_text(to_yaml(cfg))
+    def resume_checkpoint(self) -> Any | None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None and Path(checkpoint.path).name in self.skip:
+            return None  # train.resume_from chose an earlier checkpoint than Ray's latest
+        return checkpoint
 
+    def dataset_shard(self, name: str) -> Any:
+        return ray.train.get_dataset_shard(name)
 
-def _load_checkpoint(d: Path, engine: Engine, device: torch.device) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    # The driver checked this checkpoint before starting; a failure here still names the file.
-    path = d / STATE_FILE
-    try:
-        engine.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-        path = d / BEST_FILE
-        best = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
-        path = d / META_FILE
-        return best, json.loads(path.read_text())
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"cannot resume from {path}: {type(e).__name__}: {e}") from e
-
-
-def _apply_optim_config(optimizer: torch.optim.Optimizer, cfg: Config) -> None:
-    """Weight decay and momentum from this run's config: a loaded optimizer state carries the source run's
-    (PBT perturbs them); the lr needs nothing, the schedule recomputes it from optim.lr."""
-    for group in optimizer.param_groups:
-        if not str(group.get("name", "")).endswith("_no_decay"):
-            group["weight_decay"] = cfg.optim.weight_decay
-        if "momentum" in group and cfg.optim.name == "sgd":
-            group["momentum"] = cfg.optim.momentum
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir is not None else None
+        ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Train on this worker's shard; rank 0 writes checkpoints, every rank reports each epoch."""
-    cfg = Config.model_validate(loop_config["cfg"])
-    info = DatasetInfo(**loop_config["info"])
-    loader_kind: str = loop_config["loader_kind"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    if loop_config.get("threads"):
-        torch.set_num_threads(int(loop_config["threads"]))
-    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
-
-    train_tf, eval_tf = build_transforms(cfg.data, info)
-    bs = cfg.train.batch_size
-    if loader_kind == "memory":
-        train_x, train_y, val_x, val_y = load_arrays(cfg.data)
-        train_loader = MemoryLoader(train_x, train_y, bs, rank=rank, world_size=world, seed=cfg.train.seed,
-                                    shuffle=True, drop_last=True, device=device, transform=train_tf)
-        val_loader = MemoryLoader(val_x, val_y, bs * 2, rank=rank, world_size=world, shuffle=False,
-                                  drop_last=False, device=device, transform=eval_tf)
-        steps_per_epoch = len(train_loader)
-    else:
-        train_loader = StreamingLoader(ray.train.get_dataset_shard("train"), bs, device=device,
-                                       transform=train_tf, drop_last=True)
-        val_loader = StreamingLoader(ray.train.get_dataset_shard("val"), bs * 2, device=device,
-                                     transform=eval_tf, drop_last=False)
-        steps_per_epoch = max(1, info.num_train // (bs * world))
-    aug = cfg.data.augment
-    mix = MixupCutmix(aug.mixup_alpha, aug.cutmix_alpha, aug.mix_prob, info.num_classes,
-                      label_smoothing=cfg.train.label_smoothing)
-
-    def wrap(m: nn.Module) -> nn.Module:
-        if world == 1:
-            return m
-        ids = [device.index] if device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(m, device_ids=ids)
-
-    hooks: dict[str, int] = loop_config.get("test_hooks") or {}
-    engine = Engine(build_model(cfg, info.num_classes, info.channels), cfg, steps_per_epoch=steps_per_epoch,
-                    num_classes=info.num_classes, device=device, wrap=wrap, mixup=mix if mix.active else None,
-                    nan_at_step=hooks.get(NAN_AT_STEP))
-    best: dict[str, Any] | None = None
-    meta: dict[str, Any] = {}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None and Path(checkpoint.path).name in set(loop_config.get("skip_checkpoints") or ()):
-        checkpoint = None  # train.resume_from chose an earlier checkpoint than Ray's latest
-    from_init = checkpoint is None and bool(loop_config.get("init_checkpoint"))
-    if from_init:
-        # A checkpoint of another run to start from (Tune's PBT exploit): its state, this run's config.
-        checkpoint = ray.train.Checkpoint(loop_config["init_checkpoint"])
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            best, meta = _load_checkpoint(Path(d), engine, device)
-        if from_init:
-            _apply_optim_config(engine.optimizer, cfg)
-
-    marker = Path(loop_config["run_dir"]) / ".fail_marker"
-    fail_rank = min(1, world - 1)
-    epochs = cfg.train.epochs
-    for epoch in range(engine.epoch, epochs):
-        train_loader.set_epoch(epoch)
-        batches: Iterable = train_loader
-        if hooks.get(FAIL_AT_EPOCH) == epoch and rank == fail_rank:
-            batches = _fail_once(train_loader, marker, rank)
-        try:
-            train_metrics = engine.train_epoch(batches)
-        except NonFiniteLossError as e:
-            # Deterministic: retrying would fail the same way, so end the run instead of raising into
-            # Ray's failure policy; no checkpoint is written from these weights.
-            ray.train.report({"epoch": epoch, "error": str(e), "done": True})
-            return
-        val = engine.validate_and_select(lambda: val_loader)
-        stop = engine.should_stop
-        done = stop or epoch + 1 == epochs
-        skip = {"confusion_matrix", "epoch", "should_stop", "best_epoch", "is_best"}
-        metrics = {**train_metrics, **{k: v for k, v in val.items() if k not in skip}, "epoch": epoch,
-                   "images_per_s": train_metrics.get("images_per_s", 0.0) * world, "world_size": world, "done": done,
-                   "stopped_early": bool(stop and epoch + 1 < epochs)}
-        if val.get("is_best"):
-            meta = {"best_epoch": epoch, "best_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                    "confusion_matrix": val.get("confusion_matrix"), "weights": val.get("weights", "raw")}
-            if rank == 0:
-                best = {k: v.detach().cpu().clone() for k, v in engine.weights_state(val.get("weights", "raw")).items()}
-        write = done or (epoch + 1) % cfg.train.checkpoint_every == 0
-        if write and rank == 0:
-            with tempfile.TemporaryDirectory(prefix="cnnray-ckpt-") as d:
-                _save_checkpoint(Path(d), engine, best, {**meta, "epoch": epoch}, cfg)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)
-        if stop:
-            break
+    session = TrainWorkerSession(set(loop_config.get("skip_checkpoints") or ()))
+    init = loop_config.get("init_checkpoint")
+    # A path from the driver (train.resume_from, a Tune checkpoint): opened as a Checkpoint here, on the worker.
+    run_loop({**loop_config, "init_checkpoint": ray.train.Checkpoint(init) if init else None}, session)

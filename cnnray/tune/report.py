@@ -78,6 +78,10 @@ def format_tune_summary(r: dict[str, Any]) -> str:
              f"({r.get('counts', {})}), {r.get('trial_epochs', 0)} trial-epochs"]
     if r.get("table"):
         lines.append(r["table"])
+    o = r.get("trial_overhead")
+    if o:
+        lines.append(f"per-trial overhead (wall time minus its epochs): median {o['median_s']:.1f}s, max "
+                     f"{o['max_s']:.1f}s over {o['trials']} trials; {o['trials_per_minute']:.1f} trials/min")
     best = r.get("best")
     if best:
         lines.append(f"best trial {best['trial_id']}: {r['metric']} {best['value']:.4f}  params {json.dumps(best['params'])}")

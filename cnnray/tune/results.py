@@ -127,6 +127,9 @@ def search_status(outcomes: list[TrialOutcome], *, signalled: bool, budget_hit: 
         return "KILLED", "interrupted"
     if any(o.status in ("finished", "stopped_early") for o in outcomes):
         return "FINISHED", None
+    # The budget cut every trial short, but epochs were reported and checkpointed: the search still has a best.
+    if budget_hit and any(o.best is not None and o.checkpoint_path and o.status != "failed" for o in outcomes):
+        return "FINISHED", None
     if budget_hit and not any(o.status == "failed" for o in outcomes):
         return "FAILED", "the time budget (tune.time_budget_s) ran out before any trial finished an epoch"
     return "FAILED", "every trial failed: " + "; ".join(sorted({o.error or "?" for o in outcomes}))[:1000]

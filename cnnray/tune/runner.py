@@ -14,7 +14,7 @@ from typing import Any
 from cnnray.config import Config
 from cnnray.errors import ConfigError
 from cnnray.tune.prepare import (SearchIdentity, check_settings, load_state, load_trial_statuses, save_state,
-                                 save_trial_statuses, search_identity, trial_base_config)
+                                 save_trial_statuses, search_identity, trial_base_config, trial_runner)
 from cnnray.tune.space import SearchSpace, check_space, load_space, trial_config
 
 
@@ -65,22 +65,25 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
                                         "scaling": base.scaling.model_copy(update={"storage_path": f"{ident.path}/train"})})
     prep = replace(prepare_run(check_cfg), cfg=base)  # data and model checked: DataError/ConfigError -> exit 2
     _check_model_edges(space, prep)
+    runner = trial_runner(cfg, prep.loader_kind)
     # The search name is claimed before any work: a second search under it exits 2 naming the holder.
     claim = RunClaim(ident.path, what="search").acquire(new=not ident.resume)
     try:
-        return _run_search(cfg, space, ident, base, prep, t0, verbose=verbose, on_line=on_line)
+        return _run_search(cfg, space, ident, base, prep, runner, t0, verbose=verbose, on_line=on_line)
     finally:
         claim.release(remove_if_unused=True)
 
 
-def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Config, prep: Any, t0: float, *,
-                verbose: bool, on_line: Callable[[str], None]) -> dict[str, Any]:
+def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Config, prep: Any, runner: str,
+                t0: float, *, verbose: bool, on_line: Callable[[str], None]) -> dict[str, Any]:
     from cnnray import tracking
     from cnnray.jobs.local import unwatch_mlflow_run, watch_mlflow_run
     from cnnray.ray_session import GracefulStop, ensure_ray
     from cnnray.tune.results import best_outcome, collect_outcomes, search_result, search_status
-    from cnnray.tune.runs import ChildRuns, TrialLifecycle, close_children, log_search_summary, register_best
+    from cnnray.tune.runs import (ChildRuns, TrialLifecycle, close_children, log_search_summary, register_best,
+                                  trial_overhead)
     from cnnray.tune.search import build_tuner, make_trainable
+    from cnnray.train.test_hooks import read_test_hooks
     from cnnray.tune.trial import TrialSetup
 
     t = cfg.tune
@@ -102,19 +105,22 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
         if ctx is not None and space.source:
             tracking.runs.log_text(ctx, Path(space.source).read_text(), "search_space.yaml")
     setup = TrialSetup(prep=prep, space=space, tune_name=ident.name, experiment_path=ident.path,
-                       tracking_uri=ctx.uri if ctx else None, parent_run_id=ctx.run_id if ctx else None)
+                       tracking_uri=ctx.uri if ctx else None, parent_run_id=ctx.run_id if ctx else None,
+                       runner=runner, test_hooks=read_test_hooks())
     on_line(f"search {ident.name}: space '{space.name}' ({len(space.params)} keys), {t.search} search, "
-            f"{t.scheduler} scheduler, {t.max_epochs} epochs max, {t.max_concurrent_trials} at a time"
+            f"{t.scheduler} scheduler, {t.max_epochs} epochs max, {t.max_concurrent_trials} at a time, "
+            f"trials in {'their own actors' if runner == 'actor' else 'Ray Train runs'}"
             + (" (resumed)" if ident.resume else ""))
 
-    status, error, outcomes, tuner = "FAILED", None, [], None
+    status, error, outcomes, tuner, lifecycle = "FAILED", None, [], None, None
     statuses = load_trial_statuses(ident) if ident.resume else {}
     interrupt = GracefulStop()  # SIGTERM -> SIGINT: Tune stops gracefully and saves its state for --resume
     try:
         with interrupt:
             lifecycle = TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line, statuses=statuses,
                                        persist=partial(save_trial_statuses, ident))
-            tuner = build_tuner(t, space, ident, make_trainable(setup), [lifecycle])
+            tuner = build_tuner(t, space, ident, make_trainable(setup), [lifecycle], runner=runner,
+                                max_failures=base.scaling.max_failures)
             grid = tuner.fit()
         budget_hit = t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s
         outcomes = collect_outcomes(grid, space, t.metric, t.mode, statuses,
@@ -148,6 +154,9 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
             unwatch_mlflow_run()
     if error:
         out["error"] = error
+    overhead = trial_overhead(lifecycle.timing) if lifecycle is not None else None
+    if overhead is not None:
+        out["trial_overhead"] = overhead
     if status != "KILLED" and t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s:
         out["stopped_by"] = "time_budget"  # its normal end: the trials it got through count
     out["wall_seconds"] = round(time.time() - t0, 1)

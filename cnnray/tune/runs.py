@@ -8,6 +8,8 @@ completion and error.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -127,8 +129,15 @@ class TrialLifecycle(Callback):
         # trial id -> TERMINATED / ERROR, from these public callbacks (Tune's Result has no status).
         self.statuses = statuses if statuses is not None else {}
         self.persist = persist
+        # trial id -> {"start", "end" (driver clock), "work_s" (its epochs: train + validation)}: overhead
+        self.timing: dict[str, dict[str, float]] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.timing.setdefault(trial.trial_id, {"start": time.time(), "work_s": 0.0})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        t = self.timing.setdefault(trial.trial_id, {"start": time.time(), "work_s": 0.0})
+        t["work_s"] += float(result.get("epoch_time_s", 0.0)) + float(result.get("val_time_s", 0.0))
         value = result.get(self.metric)
         text = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
         line = (f"[{trial.trial_id}] epoch {int(result.get('epochs_done', 0))}/{self.max_epochs}  "
@@ -139,6 +148,8 @@ class TrialLifecycle(Callback):
 
     def _close(self, trial: Any, status: str) -> None:
         self.statuses[trial.trial_id] = status
+        if trial.trial_id in self.timing:
+            self.timing[trial.trial_id]["end"] = time.time()
         if self.persist is not None:
             self.persist(dict(self.statuses))
         last = dict(trial.last_result or {})
@@ -159,3 +170,16 @@ class TrialLifecycle(Callback):
         self._close(trial, "ERROR")
 
 
+
+
+def trial_overhead(timing: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+    """Per-trial overhead (a trial's wall time from its start to its end, minus its epochs' train and
+    validation time), over the trials that started and ended in this command; None if none did."""
+    ended = [t for t in timing.values() if "end" in t]
+    if not ended:
+        return None
+    over = [max(0.0, t["end"] - t["start"] - t["work_s"]) for t in ended]
+    span = max(t["end"] for t in ended) - min(t["start"] for t in ended)
+    return {"trials": len(ended), "median_s": round(statistics.median(over), 2), "max_s": round(max(over), 2),
+            "mean_work_s": round(statistics.mean(t["work_s"] for t in ended), 2),
+            "trials_per_minute": round(60 * len(ended) / max(span, 1e-9), 1)}

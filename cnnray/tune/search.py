@@ -14,7 +14,7 @@ from ray.tune.search import Searcher
 from cnnray.config import TuneSection
 from cnnray.tune.prepare import SearchIdentity, pbt_mutable
 from cnnray.tune.space import GRID_KEY, Param, SearchSpace, active_values, encode_choice
-from cnnray.tune.trial import TrialSetup, run_trial
+from cnnray.tune.trial import TrialSetup, run_trial, run_trial_in_actor
 
 
 def tune_domain(p: Param) -> Any:
@@ -127,13 +127,17 @@ def build_trial_scheduler(t: TuneSection, space: SearchSpace) -> Any:
 
 # --- The Tuner.
 
-# The trial driver only waits on its Train run, whose workers hold the CPUs/GPUs. Tune refuses an
+# A Train-run trial's actor only waits on its Train run, whose workers hold the CPUs/GPUs. Tune refuses an
 # all-zero request, hence a token of memory.
 TRIAL_RESOURCES = {"cpu": 0, "memory": 1 << 20}
 
 
 def make_trainable(setup: TrialSetup) -> Any:
     """The trial function with its setup (object store) and resources attached."""
+    if setup.runner == "actor":  # the actor trains: it holds the one worker's CPUs/GPUs itself
+        scaling = setup.prep.cfg.scaling
+        resources = {"cpu": scaling.cpus_per_worker, **({"gpu": scaling.gpus_per_worker} if scaling.use_gpu else {})}
+        return tune.with_resources(tune.with_parameters(run_trial_in_actor, setup=setup), resources)
     return tune.with_resources(tune.with_parameters(run_trial, setup=setup), TRIAL_RESOURCES)
 
 
@@ -147,7 +151,7 @@ def checkpoints_to_keep(scheduler: str) -> int | None:
 
 
 def build_tuner(t: TuneSection, space: SearchSpace, ident: SearchIdentity, trainable: Any,
-                callbacks: list[Any]) -> tune.Tuner:
+                callbacks: list[Any], *, runner: str = "train", max_failures: int = 0) -> tune.Tuner:
     """Tuner.restore for --resume (finished trials stay done, errored ones are retried), else a new Tuner."""
     if ident.resume:
         return tune.Tuner.restore(ident.path, trainable=trainable, resume_errored=True)
@@ -159,13 +163,16 @@ def build_tuner(t: TuneSection, space: SearchSpace, ident: SearchIdentity, train
         tune_config=RayTuneConfig(
             metric=t.metric, mode=t.mode, num_samples=num_samples, search_alg=search_alg,
             scheduler=build_trial_scheduler(t, space), max_concurrent_trials=limit, time_budget_s=t.time_budget_s,
-            reuse_actors=False, trial_dirname_creator=_trial_dirname),
+            # Actor trials reuse their actor (and its data set in memory); a Train-run trial's actor must end
+            # with its trial, whose cleanup aborts the Train run.
+            reuse_actors=runner == "actor", trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=ident.name, storage_path=ident.storage_path, verbose=0,
             # result.json explicitly: outcomes are read from it, and auto loggers may be switched off.
             callbacks=[*callbacks, JsonLoggerCallback()],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=checkpoints_to_keep(t.scheduler)),
-            # Worker failures are retried inside the trial by Train's FailureConfig (scaling.max_failures).
-            failure_config=tune.FailureConfig(max_failures=0)))
+            # Train-run trials retry worker failures inside the trial (Train's FailureConfig); an actor trial
+            # has no Train run, so Tune restarts it from its last checkpoint (scaling.max_failures times).
+            failure_config=tune.FailureConfig(max_failures=max_failures if runner == "actor" else 0)))
 
 

@@ -1,5 +1,12 @@
-"""Everything that runs for one trial, in its Tune actor: the trial's Config -> a TorchTrainer (V2) -> each
-epoch relayed to Tune with a checkpoint; and the Train run aborted when Tune stops the trial.
+"""Everything that runs for one trial, in its Tune actor. Two ways to train it:
+
+- In the actor (`run_trial_in_actor`, one worker, in-memory data): the loop of `cnnray/train/loop.py` runs
+  right here and reports each epoch to Tune itself. No controller, worker group or process group to start,
+  so a trial costs about its epochs; the actor holds the trial's CPUs/GPUs, and is reused by the next trial.
+- As a Ray Train run (`run_trial`, any number of DDP workers, streaming data): below.
+
+The trial's Config -> a TorchTrainer (V2) -> each epoch relayed to Tune with a checkpoint; and the Train
+run aborted when Tune stops the trial.
 
 Ray Train V2 under Tune: the trial function builds and fits a TorchTrainer; `ray.train.report`
 cannot be called here. Training runs in a helper thread while this (the trial's) thread reports to
@@ -31,7 +38,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +47,7 @@ from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
 from cnnray.ray_compat import add_trainable_mixin, controller_callback_base
+from cnnray.train.loop import run_loop
 from cnnray.train.prepare import PreparedRun
 from cnnray.train.trainer import EpochSink, ReportCallback, build_trainer
 from cnnray.tune.runs import attach_child_run
@@ -58,6 +66,8 @@ class TrialSetup:
     experiment_path: str
     tracking_uri: str | None
     parent_run_id: str | None
+    runner: str = "train"  # "actor": the loop runs in the trial's actor (run_trial_in_actor); "train": a Train run
+    test_hooks: dict[str, int] = field(default_factory=dict)  # read on the driver (actors do not see its env)
 
 
 def _checkpoint_uri(checkpoint: Any, experiment_path: str) -> str:
@@ -228,3 +238,81 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 
 
 add_trainable_mixin(run_trial, AbortTrainOnStop)  # Tune builds the trainable class with this mixin
+
+
+# --- The trial in its own actor: no Train run.
+
+_ARRAYS: dict[str, tuple] = {}  # data set in memory, by data config: loaded once per actor, reused by later trials
+
+
+def _arrays_for(cfg: Any) -> tuple:
+    from cnnray.data import load_arrays
+
+    key = json.dumps(cfg.data.model_dump(mode="json", exclude={"augment"}), sort_keys=True)
+    if key not in _ARRAYS:
+        _ARRAYS.clear()  # one data set at a time (a searched image size would otherwise pile them up)
+        _ARRAYS[key] = load_arrays(cfg.data)
+    return _ARRAYS[key]
+
+
+class ActorTrialSession:
+    """The loop's view of a trial's actor: rank 0 of 1; each epoch to MLflow, then to Tune with its checkpoint."""
+
+    rank, world = 0, 1
+
+    def __init__(self, device: Any, trial_id: str, sink: EpochSink | None, extra: dict[str, Any]) -> None:
+        self.device, self.trial_id, self.sink, self.extra = device, trial_id, sink, extra
+        self.error: str | None = None
+
+    def resume_checkpoint(self) -> None:
+        return None  # Tune's checkpoint comes in as init_checkpoint: Tune, not a Train run, holds the state
+
+    def dataset_shard(self, name: str) -> Any:
+        raise RuntimeError("streaming data needs tune.trial_runner=train")  # refused before the search starts
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        if self.sink is not None:  # MLflow first: a scheduler's stop may end this trial inside ray.tune.report
+            self.sink(metrics, checkpoint_dir is not None)
+        if metrics.get("error"):
+            self.error = metrics["error"]  # a non-finite loss: no metrics to rank by, the trial fails
+            return
+        checkpoint = None
+        if checkpoint_dir is not None:
+            (checkpoint_dir / SOURCE_FILE).write_text(json.dumps({"trial_id": self.trial_id, "epoch": metrics["epoch"]}))
+            checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir)
+        ray.tune.report(tune_metrics(metrics, self.extra), checkpoint=checkpoint)  # copies the checkpoint
+
+
+def _actor_device(gpus: float) -> Any:
+    import torch
+
+    if gpus > 0 and torch.cuda.is_available():
+        return torch.device("cuda", 0)  # Ray set CUDA_VISIBLE_DEVICES to this trial's GPU
+    return torch.device("cpu")
+
+
+def run_trial_in_actor(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Tune function trainable: the training loop in this actor, each epoch (and checkpoint) reported to Tune."""
+    context = ray.tune.get_context()
+    trial_id = context.get_trial_id()
+    cfg = trial_config(setup.prep.cfg, setup.space, sampled_values(config))
+    restore = ray.tune.get_checkpoint()
+    source = _source_of(restore)
+    other = source.get("trial_id") not in (None, trial_id)
+    restored_from = f"{source['trial_id']}@{source['epoch']}" if other else None
+    ctx, logger = attach_child_run(setup, cfg, trial_id, restored_from)
+    if source and int(source["epoch"]) + 1 >= cfg.train.epochs:
+        return  # restored at the last epoch (PBT clone, resumed search): nothing left to train
+    extra: dict[str, Any] = {"mlflow_run_id": ctx.run_id if ctx else ""}
+    if restored_from:
+        extra["restored_from"] = restored_from
+    session = ActorTrialSession(_actor_device(cfg.scaling.gpus_per_worker if cfg.scaling.use_gpu else 0),
+                                trial_id, EpochSink(logger, None) if logger is not None else None, extra)
+    loop_config = {
+        "cfg": cfg.model_dump(mode="json"), "info": setup.prep.info.__dict__, "loader_kind": "memory",
+        "run_dir": context.get_trial_dir(), "threads": max(1, int(cfg.scaling.cpus_per_worker)),
+        "test_hooks": setup.test_hooks, "init_checkpoint": restore,
+    }
+    run_loop(loop_config, session, arrays=_arrays_for(cfg))
+    if session.error:
+        raise RuntimeError(session.error)

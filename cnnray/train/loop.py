@@ -1,0 +1,192 @@
+"""The epoch loop one training process runs, whoever hosts it: a Ray Train worker (`worker.py`, DDP) or a
+Tune trial's own actor (`cnnray/tune/trial.py`, one process, no Train run). No Ray import: the host hands
+in a `LoopSession` that knows its rank, device, data shards, checkpoints and where reports go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from cnnray.config import Config, to_yaml
+from cnnray.data import DatasetInfo, MemoryLoader, MixupCutmix, StreamingLoader, build_transforms, load_arrays
+from cnnray.errors import NonFiniteLossError
+from cnnray.train.build import build_model
+from cnnray.train.engine import Engine
+from cnnray.train.test_hooks import FAIL_AT_EPOCH, NAN_AT_STEP
+
+STATE_FILE = "state.pt"  # full training state (model, EMA, optimizer, schedule, counters, RNG)
+BEST_FILE = "best_model.pt"  # weights of the best epoch so far (raw or EMA, whichever won)
+META_FILE = "meta.json"  # epoch, best metrics, confusion matrix of the best epoch
+
+
+class LoopSession(Protocol):
+    """What the loop needs from the process that hosts it."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    def resume_checkpoint(self) -> Any | None:
+        """This run's own latest checkpoint (an object with `as_directory()`), or None."""
+
+    def dataset_shard(self, name: str) -> Any:
+        """This process's streaming shard `name` (a Ray Data iterator); only for loader_kind=streaming."""
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        """One epoch's metrics, with the directory of its checkpoint (rank 0, when one was written)."""
+
+
+def _fail_once(batches: Iterable, marker: Path, rank: int) -> Iterator:
+    """Test hook (CNNRAY_TEST_FAIL_AT_EPOCH): the process dies half-way through the epoch, once per run (a real crash)."""
+    items = list(batches) if not hasattr(batches, "__len__") else batches
+    half = max(1, len(items) // 2)
+    for i, item in enumerate(items):
+        if i == half and not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"rank {rank} killed itself at batch {i}\n")
+            os._exit(1)
+        yield item
+
+
+def _save_checkpoint(directory: Path, engine: Engine, best: dict[str, Any] | None, meta: dict[str, Any],
+                     cfg: Config) -> None:
+    torch.save(engine.state_dict(), directory / STATE_FILE)
+    if best is not None:
+        torch.save(best, directory / BEST_FILE)
+    (directory / META_FILE).write_text(json.dumps(meta))
+    (directory / "config.yaml").write_text(to_yaml(cfg))
+
+
+def _load_checkpoint(d: Path, engine: Engine, device: torch.device) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    # The driver checked this checkpoint before starting; a failure here still names the file.
+    path = d / STATE_FILE
+    try:
+        engine.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        path = d / BEST_FILE
+        best = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+        path = d / META_FILE
+        return best, json.loads(path.read_text())
+    except Exception as e:  # noqa: BLE001
+        raise RuntimeError(f"cannot resume from {path}: {type(e).__name__}: {e}") from e
+
+
+def _apply_optim_config(optimizer: torch.optim.Optimizer, cfg: Config) -> None:
+    """Weight decay and momentum from this run's config: a loaded optimizer state carries the source run's
+    (PBT perturbs them); the lr needs nothing, the schedule recomputes it from optim.lr."""
+    for group in optimizer.param_groups:
+        if not str(group.get("name", "")).endswith("_no_decay"):
+            group["weight_decay"] = cfg.optim.weight_decay
+        if "momentum" in group and cfg.optim.name == "sgd":
+            group["momentum"] = cfg.optim.momentum
+
+
+def _loaders(cfg: Config, info: DatasetInfo, loader_kind: str, session: LoopSession,
+             arrays: tuple | None) -> tuple[Any, Any, int]:
+    train_tf, eval_tf = build_transforms(cfg.data, info)
+    bs, rank, world, device = cfg.train.batch_size, session.rank, session.world, session.device
+    if loader_kind == "memory":
+        train_x, train_y, val_x, val_y = arrays if arrays is not None else load_arrays(cfg.data)
+        train = MemoryLoader(train_x, train_y, bs, rank=rank, world_size=world, seed=cfg.train.seed,
+                             shuffle=True, drop_last=True, device=device, transform=train_tf)
+        val = MemoryLoader(val_x, val_y, bs * 2, rank=rank, world_size=world, shuffle=False,
+                           drop_last=False, device=device, transform=eval_tf)
+        return train, val, len(train)
+    train = StreamingLoader(session.dataset_shard("train"), bs, device=device, transform=train_tf, drop_last=True)
+    val = StreamingLoader(session.dataset_shard("val"), bs * 2, device=device, transform=eval_tf, drop_last=False)
+    return train, val, max(1, info.num_train // (bs * world))
+
+
+def run_loop(loop_config: dict[str, Any], session: LoopSession, *, arrays: tuple | None = None) -> None:
+    """Train from `loop_config` (cfg, info, loader_kind, run_dir, threads, test_hooks, init_checkpoint):
+    rank 0 writes checkpoints, every rank reports each epoch. `arrays`: the data set already in memory
+    (train_x, train_y, val_x, val_y), so that a host running many trials loads it once."""
+    started = time.time()
+    cfg = Config.model_validate(loop_config["cfg"])
+    info = DatasetInfo(**loop_config["info"])
+    rank, world, device = session.rank, session.world, session.device
+    if loop_config.get("threads"):
+        torch.set_num_threads(int(loop_config["threads"]))
+    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
+    train_loader, val_loader, steps_per_epoch = _loaders(cfg, info, loop_config["loader_kind"], session, arrays)
+    data_ready = time.time()
+    aug = cfg.data.augment
+    mix = MixupCutmix(aug.mixup_alpha, aug.cutmix_alpha, aug.mix_prob, info.num_classes,
+                      label_smoothing=cfg.train.label_smoothing)
+
+    def wrap(m: nn.Module) -> nn.Module:
+        if world == 1:
+            return m
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(m, device_ids=ids)
+
+    hooks: dict[str, int] = loop_config.get("test_hooks") or {}
+    engine = Engine(build_model(cfg, info.num_classes, info.channels), cfg, steps_per_epoch=steps_per_epoch,
+                    num_classes=info.num_classes, device=device, wrap=wrap, mixup=mix if mix.active else None,
+                    nan_at_step=hooks.get(NAN_AT_STEP))
+    model_ready = time.time()
+    best: dict[str, Any] | None = None
+    meta: dict[str, Any] = {}
+    checkpoint = session.resume_checkpoint()
+    from_init = checkpoint is None and loop_config.get("init_checkpoint") is not None
+    if from_init:
+        # A checkpoint to start from (Tune's: a PBT exploit, a restarted trial): its state, this run's config.
+        checkpoint = loop_config["init_checkpoint"]
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            best, meta = _load_checkpoint(Path(d), engine, device)
+        if from_init:
+            _apply_optim_config(engine.optimizer, cfg)
+
+    marker = Path(loop_config["run_dir"]) / ".fail_marker"
+    fail_rank = min(1, world - 1)
+    startup_sent = False
+    epochs = cfg.train.epochs
+    for epoch in range(engine.epoch, epochs):
+        train_loader.set_epoch(epoch)
+        batches: Iterable = train_loader
+        if hooks.get(FAIL_AT_EPOCH) == epoch and rank == fail_rank:
+            batches = _fail_once(train_loader, marker, rank)
+        try:
+            train_metrics = engine.train_epoch(batches)
+        except NonFiniteLossError as e:
+            # Deterministic: retrying would fail the same way, so end the run instead of raising into
+            # the host's failure policy; no checkpoint is written from these weights.
+            session.report({"epoch": epoch, "error": str(e), "done": True}, None)
+            return
+        val_start = time.perf_counter()
+        val = engine.validate_and_select(lambda: val_loader)
+        val["val_time_s"] = time.perf_counter() - val_start
+        stop = engine.should_stop
+        done = stop or epoch + 1 == epochs
+        skip = {"confusion_matrix", "epoch", "should_stop", "best_epoch", "is_best"}
+        metrics = {**train_metrics, **{k: v for k, v in val.items() if k not in skip}, "epoch": epoch,
+                   "images_per_s": train_metrics.get("images_per_s", 0.0) * world, "world_size": world, "done": done,
+                   "stopped_early": bool(stop and epoch + 1 < epochs)}
+        if engine.first_step_at is not None and not startup_sent:
+            # Wall clock (the driver's clock too, on one machine) of this process's start-up phases, once.
+            metrics["startup"] = {"worker_loop": started, "data": data_ready, "model": model_ready,
+                                  "first_step": engine.first_step_at}
+            startup_sent = True
+        if val.get("is_best"):
+            meta = {"best_epoch": epoch, "best_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                    "confusion_matrix": val.get("confusion_matrix"), "weights": val.get("weights", "raw")}
+            if rank == 0:
+                best = {k: v.detach().cpu().clone() for k, v in engine.weights_state(val.get("weights", "raw")).items()}
+        write = done or (epoch + 1) % cfg.train.checkpoint_every == 0
+        if write and rank == 0:
+            with tempfile.TemporaryDirectory(prefix="cnnray-ckpt-") as d:
+                _save_checkpoint(Path(d), engine, best, {**meta, "epoch": epoch}, cfg)
+                session.report(metrics, Path(d))
+        else:
+            session.report(metrics, None)
+        if stop:
+            break
