@@ -152,3 +152,19 @@ def test_embedded_sqlite_store_promotes_and_evaluates(digits_model, capsys, monk
                                                              "confusion_matrix.png"}
     code, out, err = _run(registry.main, [], capsys)
     assert code == 0 and "@champion" in out and "promoted (#1" in out, out
+
+
+def test_sqlite_store_keeps_artifacts_beside_its_database_not_in_the_working_directory(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from cnnray.tracking.runs import ensure_experiment
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    exp_id = ensure_experiment(uri, "beside")
+    assert ensure_experiment(uri, "beside") == exp_id  # found, not created twice
+    location = MlflowClient(tracking_uri=uri).get_experiment(exp_id).artifact_location
+    assert location == (tmp_path / "store" / "mlruns").as_uri()
+    assert not (tmp_path / "elsewhere" / "mlruns").exists()

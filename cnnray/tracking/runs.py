@@ -44,14 +44,16 @@ def _client(uri: str):
 
 
 def ensure_experiment(uri: str, name: str) -> str:
-    """Experiment id of `name`, created with artifacts under ./mlruns for local stores."""
+    """Experiment id of `name`; a new one on a SQLite store keeps its artifacts in `mlruns/` beside the
+    database file (MLflow's default, ./mlruns, is whatever folder the command happened to run in); a file
+    store keeps them inside its own folder already."""
     client = _client(uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     location = None
-    if uri.startswith("sqlite:") or uri.startswith("file:"):
-        location = (Path.cwd() / "mlruns").resolve().as_uri()
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # created concurrently by another process

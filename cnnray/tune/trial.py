@@ -202,8 +202,20 @@ def _relay(queue: Queue, fit_thread: threading.Thread, trial_id: str, extra: dic
                 shutil.rmtree(staged, ignore_errors=True)
 
 
-def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Tune function trainable: train one trial, report every epoch (and its checkpoint) to Tune."""
+@dataclass
+class TrialStart:
+    """One start of a trial in its actor: its config, where it starts from, its MLflow child run."""
+
+    trial_id: str
+    cfg: Any
+    restore: Any  # Tune's checkpoint to start from, or None
+    logger: Any  # the child run's EpochLogger, or None when tracking is off
+    extra: dict[str, Any]  # added to every Tune report (mlflow_run_id, restored_from)
+    nothing_left: bool  # restored at the last epoch (PBT clone, resumed search)
+
+
+def start_trial(config: dict[str, Any], setup: TrialSetup) -> TrialStart:
+    """The trial's config from Tune's sample, its checkpoint (own or another trial's), its child run."""
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = trial_config(setup.prep.cfg, setup.space, sampled_values(config))
     restore = ray.tune.get_checkpoint()
@@ -211,8 +223,19 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     other = source.get("trial_id") not in (None, trial_id)
     restored_from = f"{source['trial_id']}@{source['epoch']}" if other else None
     ctx, logger = attach_child_run(setup, cfg, trial_id, restored_from)
-    if source and int(source["epoch"]) + 1 >= cfg.train.epochs:
-        return  # restored at the last epoch (PBT clone, resumed search): nothing left to train
+    extra: dict[str, Any] = {"mlflow_run_id": ctx.run_id if ctx else ""}
+    if restored_from:
+        extra["restored_from"] = restored_from
+    return TrialStart(trial_id, cfg, restore, logger, extra,
+                      nothing_left=bool(source) and int(source["epoch"]) + 1 >= cfg.train.epochs)
+
+
+def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Tune function trainable: train one trial, report every epoch (and its checkpoint) to Tune."""
+    start = start_trial(config, setup)
+    if start.nothing_left:
+        return
+    trial_id, cfg, restore, logger, extra = start.trial_id, start.cfg, start.restore, start.logger, start.extra
     name = f"{trial_id}-{uuid.uuid4().hex[:6]}"  # a fresh Train run per start: Tune's checkpoint is the state
     storage = f"{setup.experiment_path.rstrip('/')}/train"
     prep = replace(setup.prep, cfg=cfg, run_name=name, storage_path=storage, run_dir=f"{storage}/{name}", resume=False)
@@ -222,9 +245,6 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     callbacks += [ForwardToTune(queue), ShareController(queue)]
     extra_loop = {"init_checkpoint": _checkpoint_uri(restore, setup.experiment_path)} if restore else {}
     trainer = build_trainer(prep, callbacks, extra_loop_config=extra_loop)
-    extra: dict[str, Any] = {"mlflow_run_id": ctx.run_id if ctx else ""}
-    if restored_from:
-        extra["restored_from"] = restored_from
     box: dict[str, Any] = {}
     thread = threading.Thread(target=_fit, args=(trainer, box), daemon=True, name="cnnray-trial-fit")
     thread.start()
@@ -293,25 +313,16 @@ def _actor_device(gpus: float) -> Any:
 
 def run_trial_in_actor(config: dict[str, Any], setup: TrialSetup) -> None:
     """Tune function trainable: the training loop in this actor, each epoch (and checkpoint) reported to Tune."""
-    context = ray.tune.get_context()
-    trial_id = context.get_trial_id()
-    cfg = trial_config(setup.prep.cfg, setup.space, sampled_values(config))
-    restore = ray.tune.get_checkpoint()
-    source = _source_of(restore)
-    other = source.get("trial_id") not in (None, trial_id)
-    restored_from = f"{source['trial_id']}@{source['epoch']}" if other else None
-    ctx, logger = attach_child_run(setup, cfg, trial_id, restored_from)
-    if source and int(source["epoch"]) + 1 >= cfg.train.epochs:
-        return  # restored at the last epoch (PBT clone, resumed search): nothing left to train
-    extra: dict[str, Any] = {"mlflow_run_id": ctx.run_id if ctx else ""}
-    if restored_from:
-        extra["restored_from"] = restored_from
+    start = start_trial(config, setup)
+    if start.nothing_left:
+        return
+    cfg, logger = start.cfg, start.logger
     session = ActorTrialSession(_actor_device(cfg.scaling.gpus_per_worker if cfg.scaling.use_gpu else 0),
-                                trial_id, EpochSink(logger, None) if logger is not None else None, extra)
+                                start.trial_id, EpochSink(logger, None) if logger is not None else None, start.extra)
     loop_config = {
         "cfg": cfg.model_dump(mode="json"), "info": setup.prep.info.__dict__, "loader_kind": "memory",
-        "run_dir": context.get_trial_dir(), "threads": max(1, int(cfg.scaling.cpus_per_worker)),
-        "test_hooks": setup.test_hooks, "init_checkpoint": restore,
+        "run_dir": ray.tune.get_context().get_trial_dir(), "threads": max(1, int(cfg.scaling.cpus_per_worker)),
+        "test_hooks": setup.test_hooks, "init_checkpoint": start.restore,
     }
     run_loop(loop_config, session, arrays=_arrays_for(cfg))
     if session.error:
