@@ -170,8 +170,6 @@ class TrialLifecycle(Callback):
         self._close(trial, "ERROR")
 
 
-
-
 def trial_overhead(timing: dict[str, dict[str, float]]) -> dict[str, Any] | None:
     """Per-trial overhead (a trial's wall time from its start to its end, minus its epochs' train and
     validation time), over the trials that started and ended in this command; None if none did."""

@@ -167,6 +167,15 @@ def tune_metrics(metrics: dict[str, Any], extra: dict[str, Any]) -> dict[str, An
     return out
 
 
+def report_to_tune(metrics: dict[str, Any], extra: dict[str, Any], trial_id: str, checkpoint_dir: Path | None) -> None:
+    """One epoch to Tune, with its checkpoint directory (tagged with the trial and epoch that wrote it)."""
+    checkpoint = None
+    if checkpoint_dir is not None:
+        (checkpoint_dir / SOURCE_FILE).write_text(json.dumps({"trial_id": trial_id, "epoch": metrics["epoch"]}))
+        checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir)
+    ray.tune.report(tune_metrics(metrics, extra), checkpoint=checkpoint)  # copies the checkpoint
+
+
 def _fit(trainer, box: dict[str, Any]) -> None:
     try:
         box["result"] = trainer.fit()
@@ -192,11 +201,7 @@ def _relay(queue: Queue, fit_thread: threading.Thread, trial_id: str, extra: dic
             if metrics.get("error"):
                 error = metrics["error"]  # a non-finite loss: no metrics to rank by, the trial fails
                 continue
-            checkpoint = None
-            if staged:
-                (Path(staged) / SOURCE_FILE).write_text(json.dumps({"trial_id": trial_id, "epoch": metrics["epoch"]}))
-                checkpoint = ray.tune.Checkpoint.from_directory(staged)
-            ray.tune.report(tune_metrics(metrics, extra), checkpoint=checkpoint)  # copies the checkpoint
+            report_to_tune(metrics, extra, trial_id, Path(staged) if staged else None)
         finally:
             if staged:
                 shutil.rmtree(staged, ignore_errors=True)
@@ -296,11 +301,7 @@ class ActorTrialSession:
         if metrics.get("error"):
             self.error = metrics["error"]  # a non-finite loss: no metrics to rank by, the trial fails
             return
-        checkpoint = None
-        if checkpoint_dir is not None:
-            (checkpoint_dir / SOURCE_FILE).write_text(json.dumps({"trial_id": self.trial_id, "epoch": metrics["epoch"]}))
-            checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir)
-        ray.tune.report(tune_metrics(metrics, self.extra), checkpoint=checkpoint)  # copies the checkpoint
+        report_to_tune(metrics, self.extra, self.trial_id, checkpoint_dir)
 
 
 def _actor_device(gpus: float) -> Any:
