@@ -164,21 +164,6 @@ def _mlflow(uri):
     return MlflowClient(tracking_uri=uri)
 
 
-@pytest.mark.slow
-def test_submitted_tune_spreads_trials_over_nodes(cluster, mlflow_server):
-    env, work = cluster["env"], cluster["work"]
-    p = _cnnray(["submit", "tune", *TINY, "tune.num_samples=2", "tune.max_concurrent_trials=2", "tune.max_epochs=1",
-                 "tune.trial_workers=1", "tune.scheduler=fifo", f"tracking.uri={mlflow_server}",
-                 f"tracking.experiment=cl-tune-{os.getpid()}", "registry.enabled=false",
-                 f"scaling.storage_path={work / 'tune'}", "--json"], env, work, timeout=600)
-    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-3000:]
-    out = _last_json(p.stdout)
-    assert out["status"] == "SUCCEEDED" and out["result"]["status"] == "FINISHED"
-    status = _last_json(_cnnray(["jobs", "status", out["job_id"], "--json"], env, work, timeout=60).stdout)
-    # Two concurrent 1-CPU trials, each trained in its own actor (no Train run), on two nodes.
-    assert len(status["trial_actor_nodes"]) == 2 and not status["train_worker_nodes"], status["placement"]
-
-
 def test_failed_job_exits_1_with_status_and_log_tail(cluster, mlflow_server):
     env, work = cluster["env"], cluster["work"]
     p = _cnnray(["submit", "train", *TINY, "train.epochs=1", "scaling.num_workers=1", "--env", "CNNRAY_TEST_NAN_AT_STEP=1",
@@ -312,6 +297,68 @@ def _node_id(leader: int) -> str | None:
                 if arg.startswith(b"--node_id="):
                     return arg.split(b"=", 1)[1].decode()
     return None
+
+
+def _child_steps(uri: str, exp: str) -> dict[str, list[int]]:
+    """{trial id: sorted val_acc steps} of every trial child run in the experiment."""
+    client = _mlflow(uri)
+    e = client.get_experiment_by_name(exp)
+    if e is None:
+        return {}
+    runs = client.search_runs([e.experiment_id], filter_string="tags.`cnnray.trial_id` != ''")
+    return {r.data.tags["cnnray.trial_id"]: sorted(m.step for m in client.get_metric_history(r.info.run_id, "val_acc"))
+            for r in runs}
+
+
+@pytest.mark.slow
+def test_submitted_tune_spreads_trials_over_nodes_and_survives_a_lost_node(cluster, mlflow_server):
+    """After the DDP test one worker node is gone: the head and one worker remain (1 CPU each). Two concurrent
+    1-CPU trials therefore run on two nodes; SIGKILL the worker node mid-search: its trial resumes from its
+    last checkpoint on the head once the other trial ends, and the search records each trial once."""
+    env, work = cluster["env"], cluster["work"]
+    exp = f"cl-tune-{os.getpid()}"
+    epochs = 10  # ~1-3 s each here: time to see both trials placed, then lose a node while they train
+    p = _cnnray(["submit", "tune", *TINY, "data.samples_per_class=200", "data.image_size=16", "tune.num_samples=2",
+                 "tune.max_concurrent_trials=2", f"tune.max_epochs={epochs}", "tune.trial_workers=1",
+                 "tune.scheduler=fifo", "scaling.max_failures=1", f"tracking.uri={mlflow_server}",
+                 f"tracking.experiment={exp}", "registry.enabled=false", "run.name=lost",
+                 f"scaling.storage_path={work / 'tune'}", "--no-wait", "--json"], env, work, timeout=120)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-3000:]
+    job_id = _last_json(p.stdout)["job_id"]
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (len(_child_steps(mlflow_server, exp)) == 2
+                                               and all(_child_steps(mlflow_server, exp).values())):
+            time.sleep(0.5)
+        status = _last_json(_cnnray(["jobs", "status", job_id, "--json"], env, work, timeout=60).stdout)
+        # Two concurrent 1-CPU trials, each trained in its own actor (no Train run), on two nodes.
+        assert len(status["trial_actor_nodes"]) == 2 and not status["train_worker_nodes"], status["placement"]
+        nodes = _state(cluster["state_dir"])["nodes"]
+        victim = next(n for n in nodes if n["role"] == "worker" and _node_id(n["pid"]) in status["trial_actor_nodes"])
+        before = _child_steps(mlflow_server, exp)
+        procs.signal_all(procs.session_members(victim["pid"]), signal.SIGKILL)  # the node is lost, all at once
+        t_kill = time.time()
+        logs = _cnnray(["jobs", "logs", job_id, "--follow"], env, work, timeout=480)
+        final = _last_json(_cnnray(["jobs", "status", job_id, "--json"], env, work, timeout=60).stdout)
+        assert final["status"] == "SUCCEEDED", logs.stdout[-4000:]
+        print(f"search went on {time.time() - t_kill:.0f}s after the node was lost; epochs before: {before}")
+        assert max(map(len, before.values())) < epochs, "a trial ended before its node was lost: no test"
+        result = json.loads([ln for ln in logs.stdout.splitlines() if ln.startswith("{")][-1])
+        assert result["status"] == "FINISHED" and result["counts"]["finished"] == 2, result["counts"]
+        assert sorted(r["trial_id"] for r in result["trials"]) == sorted(before)  # each trial once, none added
+        assert all(r["epochs_run"] == epochs for r in result["trials"])
+        # Every epoch of both trials reached MLflow (an epoch cut by the loss may be logged again on resume).
+        assert {t: sorted(set(s)) for t, s in _child_steps(mlflow_server, exp).items()} == \
+            {t: list(range(epochs)) for t in before}
+        # The lost trial went on in another process (a new actor, or the finished trial's, reused) from its
+        # checkpoint: its reports came from two processes, and it did not start over.
+        pids = {t: [json.loads(ln)["pid"] for ln in (work / "tune" / "lost" / t / "result.json").read_text().splitlines()]
+                for t in before}
+        lost = [t for t, ps in pids.items() if len(set(ps)) == 2]
+        assert len(lost) == 1, pids
+        assert len(pids[lost[0]]) <= epochs + 1  # reports after the restart continue, not repeat, the epochs
+    finally:
+        _cnnray(["jobs", "stop", job_id], env, work, timeout=90)
 
 
 def test_down_stops_everything_up_started(cluster):

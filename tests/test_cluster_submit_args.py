@@ -95,3 +95,12 @@ def test_exit_code_is_the_jobs_outcome(summary, code):
 def test_last_json_line_is_the_workflow_result():
     assert js.last_json(["epoch 1", '{"status": "FINISHED"}', "WebSocket closed"]) == {"status": "FINISHED"}
     assert js.last_json(["no json here"]) is None
+
+
+def test_actor_nodes_match_plain_and_qualified_class_names():
+    from cnnray.jobs import placement
+
+    actors = [{"class_name": "wrap_function.<locals>.ImplicitFunc", "node_id": "a"},
+              {"class_name": "ImplicitFunc", "node_id": "b"}, {"class_name": "TrialRank", "node_id": "c"},
+              {"class_name": "NotImplicitFunc", "node_id": "d"}, {"class_name": None, "node_id": "e"}]
+    assert placement.worker_nodes(actors, placement.TRIAL_ACTOR) == ["a", "b"]

@@ -68,7 +68,8 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
         assert float(child.data.params["optim.lr"]) == row["optim.lr"]
         assert child.data.params["train.epochs"] == "2"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"trials.csv", "trials.txt", "best_so_far.png", "metric_vs_params.png", "search_space.yaml"} <= artifacts
+    assert {"trials.csv", "trials.txt", "best_so_far.png", "metric_vs_params.png", "top_trials.png",
+            "search_space.yaml"} <= artifacts
     best = result["best"]
     assert best["value"] == max(r["best_val_acc"] for r in result["trials"])
     assert parent.data.metrics["best_val_acc"] == best["value"]
@@ -171,14 +172,17 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
     _assert_resources_released(ray_local)
 
 
-def test_actor_trial_killed_mid_epoch_restarts_from_its_checkpoint(ray_local, mlflow_server, tmp_path, monkeypatch):
-    """A trial trained in its own actor has no Train run to retry it: Tune restarts it from its last checkpoint."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_actor_trial_killed_mid_epoch_restarts_from_its_checkpoint(workers, ray_local, mlflow_server, tmp_path, monkeypatch):
+    """A trial trained in its own actor has no Train run to retry it: Tune restarts it from its last checkpoint.
+    One worker: the trial's actor dies. Two: its rank-1 actor dies, and rank 0's collectives fail with it."""
     from cnnray.tune.runner import run_tune
 
-    monkeypatch.setenv("CNNRAY_TEST_FAIL_AT_EPOCH", "1")  # the trial's process exits half-way through epoch 2
+    monkeypatch.setenv("CNNRAY_TEST_FAIL_AT_EPOCH", "1")  # rank 1 (or 0 alone) exits half-way through epoch 2
     lines: list[str] = []
     cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=crash", "tune.scheduler=fifo",
-                                      "tune.num_samples=1", "scaling.max_failures=1", "registry.enabled=false"))
+                                      "tune.num_samples=1", "scaling.max_failures=1", "registry.enabled=false",
+                                      f"tune.trial_workers={workers}"))
     result = run_tune(cfg, on_line=lines.append)
     assert result["status"] == "FINISHED", result
     assert any("trials in their own actors" in line for line in lines)
@@ -186,14 +190,40 @@ def test_actor_trial_killed_mid_epoch_restarts_from_its_checkpoint(ray_local, ml
     (row,) = result["trials"]
     assert row["status"] == "finished" and row["epochs_run"] == 2
     trial_dir = tmp_path / "ray" / "crash" / row["trial_id"]
-    assert "killed itself" in next(trial_dir.rglob(".fail_marker")).read_text()  # it really died
+    marker = next(trial_dir.rglob(".fail_marker")).read_text()
+    assert f"rank {min(1, workers - 1)} killed itself" in marker  # it really died
     # Epoch 1 once, from before the crash; epoch 2 from the restarted process, which began at the checkpoint.
     reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
     assert [r["epochs_done"] for r in reports] == [1, 2]
+    assert {r["world_size"] for r in reports} == {workers}
     (child,) = _children(mlflow_server, _client(mlflow_server).get_run(result["parent_run_id"]))
     assert child.info.status == "FINISHED" and _steps(mlflow_server, child.info.run_id) == [0, 1]
     o = result["trial_overhead"]
     assert o["trials"] == 1 and o["mean_work_s"] > 0 and o["median_s"] >= 0
+    _assert_resources_released(ray_local)
+
+
+def test_two_worker_actor_trials_stop_together_and_keep_their_group(ray_local, mlflow_server, tmp_path):
+    """DDP trials without Train runs: each trial's actor is rank 0 of rank actors it keeps for the next trial;
+    a scheduler's stop reaches every rank (the next trial in that group would hang otherwise)."""
+    from cnnray.tune.runner import run_tune
+
+    lines: list[str] = []
+    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=ddp", "tune.scheduler=asha",
+                                      "tune.num_samples=4", "tune.max_concurrent_trials=1", "tune.trial_workers=2",
+                                      "registry.enabled=false", "tune.seed=3"))
+    result = run_tune(cfg, on_line=lines.append)
+    assert result["status"] == "FINISHED", result
+    assert any("trials in their own actors" in line for line in lines)
+    assert not (tmp_path / "ray" / "ddp" / "train").exists()  # no Train run was started
+    counts = result["counts"]
+    assert counts["failed"] == 0 and counts["finished"] >= 1 and counts["stopped_early"] >= 1, counts
+    for row in result["trials"]:  # every trial trained as 2 DDP ranks, a stopped one before the next began
+        reports = [json.loads(line) for line in (tmp_path / "ray" / "ddp" / row["trial_id"] / "result.json")
+                   .read_text().splitlines()]
+        assert [r["world_size"] for r in reports] == [2] * row["epochs_run"] and row["epochs_run"] >= 1
+    children = _children(mlflow_server, _client(mlflow_server).get_run(result["parent_run_id"]))
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
     _assert_resources_released(ray_local)
 
 

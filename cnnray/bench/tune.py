@@ -60,6 +60,7 @@ def format_tune_bench(r: dict[str, Any]) -> str:
 
 OVERHEAD_VARIANTS = {  # label -> overrides
     "actor, 1 worker": ["tune.trial_runner=actor", "tune.trial_workers=1"],
+    "actor, 2 workers": ["tune.trial_runner=actor", "tune.trial_workers=2"],
     "Train run, 1 worker": ["tune.trial_runner=train", "tune.trial_workers=1"],
     "Train run, 2 workers": ["tune.trial_runner=train", "tune.trial_workers=2"],
 }
@@ -81,7 +82,8 @@ def _overhead_search(label: str, extra: list[str], storage: str, n: int) -> dict
 
 def run_overhead_bench(n: int = 8, variants: list[str] | None = None) -> dict[str, Any]:
     """The same FIFO search of `n` one-epoch trials (MLflow child run each), trained in the trial's actor
-    and as Ray Train runs of 1 and 2 workers: per-trial overhead and trials per minute of each."""
+    (with its kept rank actors for 2 workers) and as Ray Train runs of 1 and 2 workers: per-trial overhead
+    and trials per minute of each."""
     out: dict[str, Any] = {"trials": n, "concurrent": 2, "variants": {}}
     with tempfile.TemporaryDirectory(prefix="cnnray-bench-overhead-") as storage:
         for label in variants or list(OVERHEAD_VARIANTS):
@@ -102,5 +104,5 @@ def format_overhead_bench(r: dict[str, Any]) -> str:
                      f"{'met' if v['median_s'] <= goal else 'not met'})  epochs {v['mean_work_s']:.1f}s/trial  "
                      f"{v['trials_per_minute']:.1f} trials/min  search {v['wall_seconds']:.0f}s")
     if "train_over_actor_overhead" in r:
-        lines.append(f"Train-run trial overhead / actor trial overhead: x{r['train_over_actor_overhead']}")
+        lines.append(f"Train-run trial overhead / actor trial overhead (1 worker): x{r['train_over_actor_overhead']}")
     return "\n".join(lines)

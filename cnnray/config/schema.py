@@ -224,8 +224,9 @@ class TuneSection(Strict):
     max_concurrent_trials: int = Field(default=2, ge=1, description="trials running at once")
     trial_workers: int = Field(default=1, ge=1, description="DDP workers per trial")
     trial_runner: Literal["auto", "actor", "train"] = Field(default="auto", description=(
-        "where a trial trains: actor (in the trial's own actor, no Ray Train run: starts in ~1 s; one worker, "
-        "in-memory data only), train (a Ray Train run per trial), auto (actor when it can)"))
+        "where a trial trains: actor (in the trial's own actor, plus rank actors kept across trials for "
+        "trial_workers > 1; no Ray Train run: starts in ~1 s; in-memory data only), train (a Ray Train run per "
+        "trial), auto (actor when the data is in memory)"))
     trial_cpus: float = Field(default=1.0, gt=0, description="CPUs per worker of a trial")
     trial_gpus: float = Field(default=0.0, ge=0, description=(
         "GPUs per worker of a trial; fractions share a GPU between trials"))
@@ -243,6 +244,8 @@ class TuneSection(Strict):
     perturbation_interval: int = Field(default=1, ge=1, description="pbt: epochs between perturbations")
     time_budget_s: float | None = Field(default=None, gt=0, description=(
         "seconds; stop the search after this long; None: no limit"))
+    table_top: int = Field(default=20, ge=1, description=(
+        "trials in the console table, trials.txt and the highlighted plots, best first (trials.csv keeps all)"))
     seed: int = Field(default=0, ge=0, le=SEED_MAX, description="seed of the searcher and PBT draws")
     resume: bool = Field(default=False, description="continue the search run.name (`--resume NAME`)")
 

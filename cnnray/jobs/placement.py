@@ -41,4 +41,6 @@ def placement(actors: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 def worker_nodes(actors: list[dict[str, Any]], class_name: str = TRAIN_WORKER) -> list[str]:
     """Distinct node ids that ran actors of class_name (Ray Train workers by default)."""
-    return sorted({a["node_id"] for a in actors if a["class_name"] == class_name and a["node_id"]})
+    # Matched on the last dotted part: Ray may report a qualified name ("wrap_function.<locals>.ImplicitFunc").
+    return sorted({a["node_id"] for a in actors
+                   if (a["class_name"] or "").rsplit(".", 1)[-1] == class_name and a["node_id"]})

@@ -62,9 +62,6 @@ def check_settings(cfg: Config, space: SearchSpace) -> None:
         if not any(pbt_mutable(k) for k in space.params):
             raise ConfigError(f"tune.scheduler=pbt needs a parameter it may perturb mid-training; space "
                               f"'{space.name}' has none (mutable: {', '.join(sorted(PBT_MUTABLE))}, data.augment.*)")
-    if t.trial_runner == "actor" and t.trial_workers > 1:
-        raise ConfigError(f"tune.trial_runner=actor trains in the trial's own actor, one process; "
-                          f"tune.trial_workers={t.trial_workers} needs tune.trial_runner=train (or auto)")
     if t.grace_period > t.max_epochs:
         raise ConfigError(f"tune.grace_period={t.grace_period} exceeds tune.max_epochs={t.max_epochs}")
 
@@ -178,11 +175,12 @@ def load_state(ident: SearchIdentity) -> tuple[dict[str, Any], SearchSpace]:
 
 
 def trial_runner(cfg: Config, loader_kind: str) -> str:
-    """Where trials train: "actor" (one worker, in-memory data: the loop in the trial's actor) or "train"."""
+    """Where trials train: "actor" (in-memory data: the loop in the trial's actor, with rank actors for DDP) or
+    "train" (a Ray Train run per trial)."""
     t = cfg.tune
     if t.trial_runner == "actor" and loader_kind != "memory":
         raise ConfigError(f"tune.trial_runner=actor needs in-memory data; data.loader resolved to {loader_kind} "
                           f"(use tune.trial_runner=train or auto, or data.loader=memory)")
     if t.trial_runner == "auto":
-        return "actor" if t.trial_workers == 1 and loader_kind == "memory" else "train"
+        return "actor" if loader_kind == "memory" else "train"
     return t.trial_runner

@@ -1,11 +1,14 @@
-"""A search for people: the trials table (console, MLflow artifact), its CSV, the final summary, and the
-parent run's plots (best-so-far curve, the metric against each searched parameter)."""
+"""A search for people: the trials table (console, MLflow artifact; the best N trials), its CSV (every trial),
+the final summary, and the parent run's plots (best-so-far curve, the metric against each searched parameter
+with the best N highlighted, the best N trials as bars)."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,17 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
+
+
+def ranked(outcomes: list[TrialOutcome], mode: str) -> list[TrialOutcome]:
+    """Trials best first by their best metric (mode max/min); trials without a metric last, in trial order."""
+    scored = sorted((o for o in outcomes if o.best is not None), key=lambda o: o.best, reverse=mode == "max")
+    return scored + [o for o in outcomes if o.best is None]
+
+
+def top_trials(outcomes: list[TrialOutcome], mode: str, n: int) -> list[TrialOutcome]:
+    """The n best trials that reported the metric, best first."""
+    return [o for o in ranked(outcomes, mode) if o.best is not None][:n]
 
 
 def trial_rows(outcomes: list[TrialOutcome], keys: list[str], metric: str) -> list[dict[str, Any]]:
@@ -49,10 +63,19 @@ def trials_csv(rows: list[dict[str, Any]]) -> str:
     return _frame(rows, "").to_csv(index=False) if rows else ""
 
 
-def trials_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as an aligned plain-text table (header, a rule, one line per trial)."""
+def trials_table(rows: list[dict[str, Any]], top: int | None = None) -> str:
+    """The rows as an aligned plain-text table (header, a rule, a line per trial: the first `top`, then a count)."""
     if not rows:
         return "(no trials)"
+    if top is not None and len(rows) > top:
+        # Hundreds of lines bury the summary; the CSV artifact keeps every trial.
+        return (_aligned(rows[:top]) + f"\n... {len(rows) - top} more trials "
+                f"(all {len(rows)} in the parent run's trials.csv)")
+    return _aligned(rows)
+
+
+def _aligned(rows: list[dict[str, Any]]) -> str:
+    """The rows as header, dashed rule and one line each, columns aligned."""
     from rich.box import Box
     from rich.console import Console
     from rich.table import Table
@@ -133,36 +156,96 @@ def plot_best_so_far(outcomes: list[TrialOutcome], metric: str, mode: str, path:
     return Path(path)
 
 
-def plot_metric_vs_params(outcomes: list[TrialOutcome], space: SearchSpace, metric: str, path: str | Path) -> Path:
-    """One panel per searched key: each trial's best metric at its value (categories on a discrete axis)."""
+def _label(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _x_axis(ax: Any, p: Any) -> Callable[[Any], float]:
+    """Set up a panel's x axis for a searched key; returns where a sampled value goes on it."""
     from matplotlib.ticker import NullFormatter
 
+    if p.kind == "choice":
+        labels = [_label(v) for v in p.values]
+        index = {label: i for i, label in enumerate(labels)}
+        ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        return lambda v: index.get(_label(v), -1)
+    if p.kind == "loguniform":
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
+    ax.set_xlim(p.low, p.high)  # the whole searched range, not just what was sampled
+    return lambda v: v
+
+
+# Hundreds of trials: the rest stay small and faint so the best stand out.
+OTHER_STYLE = {"s": 8, "color": "0.6", "alpha": 0.35, "linewidths": 0, "zorder": 2}
+TOP_STYLE = {"s": 28, "color": "tab:orange", "edgecolors": "black", "linewidths": 0.5, "zorder": 3}
+
+
+def plot_metric_vs_params(outcomes: list[TrialOutcome], space: SearchSpace, metric: str, path: str | Path, *,
+                          mode: str = "max", top: int = 20) -> Path:
+    """One panel per searched key: each trial's best metric at its value, the `top` best highlighted."""
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
+    best = top_trials(outcomes, mode, top)
+    best_ids = {o.trial_id for o in best}
+    others = [o for o in outcomes if o.best is not None and o.trial_id not in best_ids]
     keys = list(space.params)
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    rng = random.Random(0)
     for ax, key in zip(axes.flat, keys):
-        p = space.params[key]
-        pts = [(o.params[key], o.best) for o in outcomes if key in o.params and o.best is not None]
-        if p.kind == "choice":
-            labels = [json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in p.values]
-            index = {label: i for i, label in enumerate(labels)}
-            xs = [index.get(json.dumps(v) if isinstance(v, (list, dict)) else str(v), -1) for v, _ in pts]
-            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
-            ax.set_xlim(-0.5, len(labels) - 0.5)
-        else:
-            xs = [v for v, _ in pts]
-            if p.kind == "loguniform":
-                ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
-            ax.set_xlim(p.low, p.high)  # the whole searched range, not just what was sampled
-        ax.scatter(xs, [b for _, b in pts], s=18)
-        ax.set_title(key, fontsize=9)
-        ax.set_ylabel(metric, fontsize=8)
+        to_x = _x_axis(ax, space.params[key])
+        # Spread a category's trials sideways, or hundreds of them stack into one line.
+        jitter = 0.15 if space.params[key].kind == "choice" else 0.0
+        for group, style in ((others, OTHER_STYLE), (best, TOP_STYLE)):
+            pts = [(to_x(o.params[key]) + rng.uniform(-jitter, jitter), o.best) for o in group if key in o.params]
+            ax.scatter([x for x, _ in pts], [y for _, y in pts], **style)
+        ax.set_xlabel(key, fontsize=8)
+        ax.set_ylabel(f"best {metric}", fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
+    handles = [Line2D([], [], marker="o", linestyle="", markersize=6, markerfacecolor=TOP_STYLE["color"],
+                      markeredgecolor="black", label=f"top {len(best)} by {metric}"),
+               Line2D([], [], marker="o", linestyle="", markersize=4, color=OTHER_STYLE["color"],
+                      alpha=OTHER_STYLE["alpha"], label=f"other trials ({len(others)})")]
+    axes.flat[0].legend(handles=handles, fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def _short(trial_id: str, width: int = 16) -> str:
+    return trial_id if len(trial_id) <= width else trial_id[:6] + ".." + trial_id[-(width - 8):]
+
+
+def plot_top_trials(outcomes: list[TrialOutcome], metric: str, mode: str, n: int, path: str | Path) -> Path:
+    """The n best trials' best metric as horizontal bars, best at the top, labelled by trial id."""
+    plt = _pyplot()
+    best = top_trials(outcomes, mode, n)
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.28 * max(len(best), 1)))
+    if best:
+        values = [o.best for o in best]
+        ax.barh(range(len(best)), values, color="tab:orange", height=0.7)
+        ax.set_yticks(range(len(best)), [_short(o.trial_id) for o in best], fontsize=7)
+        ax.invert_yaxis()
+        lo, hi = min(values), max(values)
+        pad = 0.15 * (hi - lo) or 0.05 * abs(hi) or 0.05
+        # The best trials are often close: zoom on their range, or every bar looks the same length.
+        ax.set_xlim(lo - pad, hi + pad)
+        for i, v in enumerate(values):
+            ax.annotate(f"{v:.4g}", (v, i), xytext=(2, 0), textcoords="offset points", va="center", fontsize=6)
+    else:
+        ax.text(0.5, 0.5, f"no trial reported {metric}", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(f"top {len(best)} of {len(outcomes)} trials by {metric} ({'higher' if mode == 'max' else 'lower'} "
+                 "is better)", fontsize=9)
+    ax.set_xlabel(f"best {metric}")
+    ax.set_ylabel("trial")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -11,7 +11,7 @@ from typing import Any
 
 from cnnray.config import TuneSection
 from cnnray.tune.prepare import SearchIdentity
-from cnnray.tune.report import trial_rows, trials_table
+from cnnray.tune.report import ranked, trial_rows, trials_table
 from cnnray.tune.space import SearchSpace, active_values, sampled_values
 
 # Trial outcome -> the MLflow status its child run ends with (an early stop is a normal end).
@@ -138,15 +138,16 @@ def search_status(outcomes: list[TrialOutcome], *, signalled: bool, budget_hit: 
 def search_result(status: str, ident: SearchIdentity, t: TuneSection, space: SearchSpace,
                   outcomes: list[TrialOutcome], best: TrialOutcome | None, parent_run_id: str | None,
                   experiment: str) -> dict[str, Any]:
-    """The result object: identity, settings, per-trial rows and the best trial."""
+    """The result object: identity, settings, per-trial rows, the table of the best `tune.table_top` trials."""
     rows = trial_rows(outcomes, list(space.params), t.metric)
+    ranked_rows = trial_rows(ranked(outcomes, t.mode), list(space.params), t.metric)
     out: dict[str, Any] = {
         "status": status, "name": ident.name, "experiment_path": ident.path, "space": space.name,
         "search": t.search, "scheduler": t.scheduler, "metric": t.metric, "mode": t.mode,
         "parent_run_id": parent_run_id, "experiment": experiment, "num_trials": len(outcomes),
         "counts": {s: sum(o.status == s for o in outcomes) for s in STATUSES},
         "trial_epochs": sum(o.reports for o in outcomes), "trials": rows,
-        "table": trials_table(rows) if rows else "",
+        "table": trials_table(ranked_rows, t.table_top) if rows else "",
     }
     if best is not None:
         out["best"] = {"trial_id": best.trial_id, "value": best.best, "params": best.params,

@@ -84,7 +84,7 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
                                   trial_overhead)
     from cnnray.tune.search import build_tuner, make_trainable
     from cnnray.train.test_hooks import read_test_hooks
-    from cnnray.tune.trial import TrialSetup
+    from cnnray.tune.trial import TrialSetup, share_data
 
     t = cfg.tune
     if not verbose:
@@ -106,7 +106,8 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
             tracking.runs.log_text(ctx, Path(space.source).read_text(), "search_space.yaml")
     setup = TrialSetup(prep=prep, space=space, tune_name=ident.name, experiment_path=ident.path,
                        tracking_uri=ctx.uri if ctx else None, parent_run_id=ctx.run_id if ctx else None,
-                       runner=runner, test_hooks=read_test_hooks())
+                       runner=runner, test_hooks=read_test_hooks(),
+                       shared_data=share_data(base, space) if runner == "actor" else None)
     on_line(f"search {ident.name}: space '{space.name}' ({len(space.params)} keys), {t.search} search, "
             f"{t.scheduler} scheduler, {t.max_epochs} epochs max, {t.max_concurrent_trials} at a time, "
             f"trials in {'their own actors' if runner == 'actor' else 'Ray Train runs'}"
@@ -141,7 +142,7 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
             if best is not None:
                 out["best"]["run_id"] = best.run_id
         if ctx is not None and status == "FINISHED":
-            log_search_summary(ctx, outcomes, space, t.metric, t.mode, best)
+            log_search_summary(ctx, outcomes, space, t.metric, t.mode, best, t.table_top)
             if best is not None and cfg.registry.enabled and best.run_id:
                 best_cfg = trial_config(base, space, best.params)
                 out.update(register_best(children, best, best_cfg, prep, ident.name, ctx.run_id))

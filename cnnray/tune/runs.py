@@ -21,7 +21,8 @@ from ray.tune import Callback
 from cnnray import tracking
 from cnnray.config import Config, config_hash, to_yaml
 from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_metrics, log_text, metric_history, set_tags
-from cnnray.tune.report import plot_best_so_far, plot_metric_vs_params, trial_rows, trials_csv, trials_table
+from cnnray.tune.report import (plot_best_so_far, plot_metric_vs_params, plot_top_trials, ranked, trial_rows,
+                                trials_csv, trials_table)
 from cnnray.tune.results import MLFLOW_STATUS, TrialOutcome, own_run_id, trial_status
 from cnnray.tune.space import SearchSpace
 
@@ -82,14 +83,16 @@ def close_children(children: ChildRuns, tune_name: str, outcomes: list[TrialOutc
 
 
 def log_search_summary(ctx: TrackingContext, outcomes: list[TrialOutcome], space: SearchSpace, metric: str,
-                       mode: str, best: TrialOutcome | None) -> None:
-    """Parent run: trials table (CSV + text), best-so-far and metric-vs-parameter plots, best metric."""
-    rows = trial_rows(outcomes, list(space.params), metric)
+                       mode: str, best: TrialOutcome | None, top: int = 20) -> None:
+    """Parent run: trials best first (CSV: all, text: the `top`), the search's plots, best metric."""
+    rows = trial_rows(ranked(outcomes, mode), list(space.params), metric)
     log_text(ctx, trials_csv(rows), "trials.csv")
-    log_text(ctx, trials_table(rows) + "\n", "trials.txt")
+    log_text(ctx, trials_table(rows, top) + "\n", "trials.txt")
     with tracking.runs.scratch_dir() as tmp:
         log_artifact_file(ctx, plot_best_so_far(outcomes, metric, mode, Path(tmp) / "best_so_far.png"))
-        log_artifact_file(ctx, plot_metric_vs_params(outcomes, space, metric, Path(tmp) / "metric_vs_params.png"))
+        log_artifact_file(ctx, plot_metric_vs_params(outcomes, space, metric, Path(tmp) / "metric_vs_params.png",
+                                                     mode=mode, top=top))
+        log_artifact_file(ctx, plot_top_trials(outcomes, metric, mode, top, Path(tmp) / "top_trials.png"))
     counts = {s: sum(o.status == s for o in outcomes) for s in MLFLOW_STATUS}
     log_metrics(ctx, {"num_trials": len(outcomes), "trial_epochs": sum(o.reports for o in outcomes),
                       **{f"trials_{k}": v for k, v in counts.items()}})

@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 from ray import tune
+from ray.tune import PlacementGroupFactory
 from ray.tune import TuneConfig as RayTuneConfig
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.search import Searcher
@@ -134,9 +135,10 @@ TRIAL_RESOURCES = {"cpu": 0, "memory": 1 << 20}
 
 def make_trainable(setup: TrialSetup) -> Any:
     """The trial function with its setup (object store) and resources attached."""
-    if setup.runner == "actor":  # the actor trains: it holds the one worker's CPUs/GPUs itself
+    if setup.runner == "actor":  # the actor trains: it holds rank 0's CPUs/GPUs, its rank actors the others'
         scaling = setup.prep.cfg.scaling
-        resources = {"cpu": scaling.cpus_per_worker, **({"gpu": scaling.gpus_per_worker} if scaling.use_gpu else {})}
+        bundle = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
+        resources = PlacementGroupFactory([bundle] * int(scaling.num_workers), strategy="PACK")
         return tune.with_resources(tune.with_parameters(run_trial_in_actor, setup=setup), resources)
     return tune.with_resources(tune.with_parameters(run_trial, setup=setup), TRIAL_RESOURCES)
 

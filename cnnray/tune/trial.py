@@ -1,8 +1,10 @@
 """Everything that runs for one trial, in its Tune actor. Two ways to train it:
 
-- In the actor (`run_trial_in_actor`, one worker, in-memory data): the loop of `cnnray/train/loop.py` runs
-  right here and reports each epoch to Tune itself. No controller, worker group or process group to start,
-  so a trial costs about its epochs; the actor holds the trial's CPUs/GPUs, and is reused by the next trial.
+- In the actor (`run_trial_in_actor`, in-memory data): the loop of `cnnray/train/loop.py` runs right here and
+  reports each epoch to Tune itself. No controller or worker group to start per trial, so a trial costs about
+  its epochs; the actor holds the trial's CPUs/GPUs, and is reused by the next trial. With
+  tune.trial_workers > 1 it is DDP rank 0 of a group of rank actors it keeps across trials (`trial_group.py`).
+  The data set is put in the object store once by the driver; every trial and rank maps it from there.
 - As a Ray Train run (`run_trial`, any number of DDP workers, streaming data): below.
 
 The trial's Config -> a TorchTrainer (V2) -> each epoch relayed to Tune with a checkpoint; and the Train
@@ -52,6 +54,7 @@ from cnnray.train.prepare import PreparedRun
 from cnnray.train.trainer import EpochSink, ReportCallback, build_trainer
 from cnnray.tune.runs import attach_child_run
 from cnnray.tune.space import SearchSpace, sampled_values, trial_config
+from cnnray.tune.trial_group import arrays_from_store, broadcast_flag, drop_group, trial_group
 
 SOURCE_FILE = "tune_source.json"  # in every Tune checkpoint: which trial and epoch wrote it
 
@@ -68,6 +71,7 @@ class TrialSetup:
     parent_run_id: str | None
     runner: str = "train"  # "actor": the loop runs in the trial's actor (run_trial_in_actor); "train": a Train run
     test_hooks: dict[str, int] = field(default_factory=dict)  # read on the driver (actors do not see its env)
+    shared_data: Any = None  # actor trials: the data set in the object store (share_data), or None
 
 
 def _checkpoint_uri(checkpoint: Any, experiment_path: str) -> str:
@@ -270,7 +274,19 @@ add_trainable_mixin(run_trial, AbortTrainOnStop)  # Tune builds the trainable cl
 _ARRAYS: dict[str, tuple] = {}  # data set in memory, by data config: loaded once per actor, reused by later trials
 
 
-def _arrays_for(cfg: Any) -> tuple:
+def share_data(cfg: Any, space: SearchSpace) -> Any:
+    """The search's data set in the object store, once for every trial and rank (None when a trial's data
+    differs: a searched data key other than augmentation)."""
+    if any(k.startswith("data.") and not k.startswith("data.augment.") for k in space.params):
+        return None
+    from cnnray.data import load_arrays
+
+    return ray.put(tuple(t.numpy() for t in load_arrays(cfg.data)))
+
+
+def _arrays_for(cfg: Any, shared: Any) -> tuple:
+    if shared is not None:
+        return arrays_from_store(ray.get(shared))
     from cnnray.data import load_arrays
 
     key = json.dumps(cfg.data.model_dump(mode="json", exclude={"augment"}), sort_keys=True)
@@ -281,12 +297,14 @@ def _arrays_for(cfg: Any) -> tuple:
 
 
 class ActorTrialSession:
-    """The loop's view of a trial's actor: rank 0 of 1; each epoch to MLflow, then to Tune with its checkpoint."""
+    """The loop's view of a trial's actor: rank 0; each epoch to MLflow, then to Tune with its checkpoint.
+    With other ranks (world > 1), each report ends with rank 0's go-on/stop broadcast (see trial_group)."""
 
-    rank, world = 0, 1
+    rank = 0
 
-    def __init__(self, device: Any, trial_id: str, sink: EpochSink | None, extra: dict[str, Any]) -> None:
-        self.device, self.trial_id, self.sink, self.extra = device, trial_id, sink, extra
+    def __init__(self, device: Any, trial_id: str, sink: EpochSink | None, extra: dict[str, Any],
+                 world: int = 1) -> None:
+        self.device, self.trial_id, self.sink, self.extra, self.world = device, trial_id, sink, extra, world
         self.error: str | None = None
 
     def resume_checkpoint(self) -> None:
@@ -296,6 +314,16 @@ class ActorTrialSession:
         raise RuntimeError("streaming data needs tune.trial_runner=train")  # refused before the search starts
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        try:
+            self._report(metrics, checkpoint_dir)
+        except BaseException:
+            if self.world > 1:
+                broadcast_flag(1, self.device)  # Tune stopped the trial (SystemExit): the other ranks stop too
+            raise
+        if self.world > 1:
+            broadcast_flag(0, self.device)
+
+    def _report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         if self.sink is not None:  # MLflow first: a scheduler's stop may end this trial inside ray.tune.report
             self.sink(metrics, checkpoint_dir is not None)
         if metrics.get("error"):
@@ -312,19 +340,48 @@ def _actor_device(gpus: float) -> Any:
     return torch.device("cpu")
 
 
+def _run_ranks(loop_config: dict[str, Any], session: ActorTrialSession, arrays: tuple, shared: Any,
+               cpus: float, gpus: float) -> None:
+    """Rank 0 here, ranks 1.. in the kept group's actors; a failure drops the group (the next trial builds one)."""
+    group = trial_group(session.world, cpus, gpus)
+    if shared is None:  # the data of this trial only: into the object store once for all its ranks
+        shared = ray.put(tuple(t.numpy() for t in arrays))
+    runs = [r.run.remote(loop_config, shared, group.gpu) for r in group.ranks]
+    try:
+        run_loop(loop_config, session, arrays=arrays)
+        ray.get(runs)
+    except SystemExit:
+        try:
+            ray.get(runs, timeout=60)  # told to stop at this report: they leave the loop too
+        except Exception:  # noqa: BLE001 - a rank that did not stop cleanly: its group cannot be reused
+            drop_group()
+        raise
+    except BaseException:
+        drop_group()  # ranks may be blocked in a collective that rank 0 left: kill them
+        raise
+
+
 def run_trial_in_actor(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Tune function trainable: the training loop in this actor, each epoch (and checkpoint) reported to Tune."""
+    """Tune function trainable: the training loop in this actor (and its rank actors for DDP), each epoch (and
+    checkpoint) reported to Tune."""
     start = start_trial(config, setup)
     if start.nothing_left:
         return
     cfg, logger = start.cfg, start.logger
-    session = ActorTrialSession(_actor_device(cfg.scaling.gpus_per_worker if cfg.scaling.use_gpu else 0),
-                                start.trial_id, EpochSink(logger, None) if logger is not None else None, start.extra)
+    scaling = cfg.scaling
+    gpus = scaling.gpus_per_worker if scaling.use_gpu else 0
+    world = int(scaling.num_workers)  # the search's tune.trial_workers (an int, never elastic)
+    session = ActorTrialSession(_actor_device(gpus), start.trial_id,
+                                EpochSink(logger, None) if logger is not None else None, start.extra, world=world)
     loop_config = {
         "cfg": cfg.model_dump(mode="json"), "info": setup.prep.info.__dict__, "loader_kind": "memory",
-        "run_dir": ray.tune.get_context().get_trial_dir(), "threads": max(1, int(cfg.scaling.cpus_per_worker)),
+        "run_dir": ray.tune.get_context().get_trial_dir(), "threads": max(1, int(scaling.cpus_per_worker)),
         "test_hooks": setup.test_hooks, "init_checkpoint": start.restore,
     }
-    run_loop(loop_config, session, arrays=_arrays_for(cfg))
+    arrays = _arrays_for(cfg, setup.shared_data)
+    if world == 1:
+        run_loop(loop_config, session, arrays=arrays)
+    else:
+        _run_ranks(loop_config, session, arrays, setup.shared_data, scaling.cpus_per_worker, gpus)
     if session.error:
         raise RuntimeError(session.error)
