@@ -166,8 +166,10 @@ def _mlflow(uri):
 
 def test_failed_job_exits_1_with_status_and_log_tail(cluster, mlflow_server):
     env, work = cluster["env"], cluster["work"]
-    p = _cnnray(["submit", "train", *TINY, "train.epochs=1", "scaling.num_workers=1", "--env", "CNNRAY_TEST_NAN_AT_STEP=1",
-                 f"tracking.uri={mlflow_server}", f"tracking.experiment=cl-nan-{os.getpid()}", "registry.enabled=false",
+    # A one-trial search whose trial (in its own actor: no Train run to start) meets a NaN loss at once.
+    p = _cnnray(["submit", "tune", *TINY, "tune.num_samples=1", "tune.max_epochs=1", "tune.scheduler=fifo",
+                 "--env", "CNNRAY_TEST_NAN_AT_STEP=1", f"tracking.uri={mlflow_server}",
+                 f"tracking.experiment=cl-nan-{os.getpid()}", "registry.enabled=false",
                  f"scaling.storage_path={work / 'nan'}"], env, work, timeout=600)
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-3000:]
     assert "FAILED" in p.stderr and "last 40 log lines" in p.stderr and "non-finite" in p.stderr

@@ -112,7 +112,8 @@ def test_non_finite_loss_fails_run_and_registers_nothing(ray_local, mlflow_serve
     from cnnray.train.trainer import run_training
 
     monkeypatch.setenv("CNNRAY_TEST_NAN_AT_STEP", "5")
-    cfg = _cfg(tmp_path, mlflow_server, "run.name=nan", "registry.name=it-nan", "train.epochs=1")
+    cfg = _cfg(tmp_path, mlflow_server, "run.name=nan", "registry.name=it-nan", "train.epochs=1",
+               "scaling.num_workers=1")  # one worker: the guard, not DDP, is under test (a process less to start)
     result = run_training(cfg, on_line=lambda s: None)
     assert result["status"] == "FAILED"
     assert "non-finite" in result["error"] and "step 5" in result["error"]
@@ -142,7 +143,7 @@ def test_bad_config_exits_2_naming_the_key(override, needle, tmp_path):
 def test_interrupt_ends_killed_and_resume_continues_same_run(ray_local, mlflow_server, tmp_path):
     address = ray_local.get_runtime_context().gcs_address
     # Long enough (8 epochs) that the signal, sent once the first epoch is in MLflow, cannot race the end of the run.
-    args = ["train", *TINY, "train.epochs=8", f"tracking.uri={mlflow_server}", "run.name=intr",
+    args = ["train", *TINY, "train.epochs=8", "scaling.num_workers=1", f"tracking.uri={mlflow_server}", "run.name=intr",
             f"scaling.storage_path={tmp_path / 'ray'}", f"tracking.experiment=it-{tmp_path.name}",
             "registry.name=it-intr", f"--address={address}", "--json"]
     proc = subprocess.Popen([sys.executable, "-m", "cnnray.cli", *args], stdout=subprocess.PIPE,

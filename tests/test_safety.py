@@ -346,7 +346,7 @@ def test_case6_failed_resume_of_a_finished_run_keeps_it_finished(ray_local, tmp_
     from cnnray.config import load_config
     from cnnray.train.trainer import run_training
 
-    base = [*TINY, *_store(tmp_path), "run.name=done", "registry.enabled=false"]
+    base = [*TINY, "scaling.num_workers=1", *_store(tmp_path), "run.name=done", "registry.enabled=false"]
     first = run_training(load_config(overrides=[*base, "train.epochs=2"]), on_line=lambda s: None)
     assert first["status"] == "FINISHED", first
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -51,3 +51,13 @@ def test_pytest_keeps_deprecation_warnings_visible():
         if action == "ignore" and category.endswith("DeprecationWarning"):
             assert message or module, f"filterwarnings hides every deprecation: {f!r}"
     assert "-p no:warnings" not in ini.get("addopts", "") and "--disable-warnings" not in ini.get("addopts", "")
+
+
+def test_compression_is_plain_pytorch():
+    """The compression methods import neither Ray nor MLflow (DESIGN.md): a workflow wires them to those."""
+    offenders = {
+        str(path.relative_to(PACKAGE.parent)): sorted(m for m in _imported_modules(path)
+                                                     if m.split(".")[0] in ("ray", "mlflow"))
+        for path in sorted((PACKAGE / "compress").rglob("*.py"))
+    }
+    assert offenders and not {k: v for k, v in offenders.items() if v}, offenders

@@ -211,3 +211,10 @@ def test_existing_name_without_resume_and_missing_resume_exit_2(tmp_path):
     p = _cli(["--resume", "nothere", f"scaling.storage_path={tmp_path / 'ray'}"], tmp_path)
     assert p.returncode == 2 and "no search named 'nothere'" in p.stderr
     assert Path(tmp_path / "ray" / "taken").exists()
+
+
+def test_trials_keep_their_latest_checkpoint_only_unless_pbt_may_clone_an_older_one():
+    from cnnray.tune.search import checkpoints_to_keep
+
+    assert [checkpoints_to_keep(s) for s in ("asha", "fifo", "hyperband", "median")] == [1, 1, 1, 1]
+    assert checkpoints_to_keep("pbt") is None
