@@ -6,31 +6,22 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnray.config.data import AugmentConfig, DataConfig
+from cnnray.threads import torch_threads
 
 PADDING = 4  # the crop padding used by all three pipelines
 SHARDS = 4  # parquet shards: Ray Data reads and decodes them in parallel tasks
 WARMUP_EPOCHS = 1  # untimed epochs before the timed ones, in every pipeline
-TRANSFORM_THREADS = 1  # torch threads of the process that runs the batched transforms
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    # Like-for-like with the baseline, whose DataLoader workers run torch single-threaded; intra-op threads
-    # on 128-image batches mostly add wake-up cost (tens of ms per op when the cores are busy).
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+# Torch threads of the process that runs the batched transforms. Like-for-like with the baseline, whose
+# DataLoader workers run torch single-threaded; intra-op threads on 128-image batches mostly add wake-up
+# cost (tens of ms per op when the cores are busy).
+TRANSFORM_THREADS = 1
 
 
 def _epoch_rates(make_batches: Any, epochs: int) -> list[float]:
@@ -82,7 +73,7 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
             memory.set_epoch(epoch)
             return memory
 
-        with _torch_threads(TRANSFORM_THREADS):
+        with torch_threads(TRANSFORM_THREADS):
             mem_rates = _epoch_rates(memory_epoch, epochs)
 
         started = ensure_ray()
@@ -104,7 +95,7 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
                 prepare_s[fmt] = round(time.perf_counter() - start, 3)
                 pcfg = DataConfig(source="parquet", path=str(Path(tmp) / fmt), image_size=image_size, augment=aug)
                 ds = build_streaming_datasets(pcfg, describe_dataset(pcfg))["train"]
-                with _torch_threads(TRANSFORM_THREADS):
+                with torch_threads(TRANSFORM_THREADS):
                     stream_rates[fmt] = _epoch_rates(
                         lambda e: StreamingLoader(ds, batch_size, device="cpu", transform=train_tf, drop_last=True,
                                                   seed=e), epochs)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from cnnray.layers._checks import check_non_negative_int, check_positive_int
 from cnnray.models.complexity import count_flops, count_params
+from cnnray.threads import torch_threads
 
 MB = 1024 * 1024
 THROUGHPUT_BATCH = 64
@@ -43,16 +44,6 @@ def flops(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
 def _percentile(sorted_values: list[float], q: float) -> float:
     # Nearest rank: a reported p90 is a time that was actually measured.
     return sorted_values[min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))]
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextmanager
@@ -93,7 +84,7 @@ def measure_latency(model: Callable[[Tensor], Any], example: Tensor, *, warmup: 
     threads = torch.get_num_threads() if threads is None else check_positive_int("threads", threads)
     if example.ndim < 1 or example.shape[0] < 1 or example.device.type != "cpu":
         raise ValueError(f"example: expected a non-empty CPU batch, got {tuple(example.shape)} on {example.device}")
-    with _threads(threads), _eval(model), torch.inference_mode():
+    with torch_threads(threads), _eval(model), torch.inference_mode():
         single = _time_calls(model, _batch_of(example, 1), warmup, repeats)
         big = _time_calls(model, _batch_of(example, THROUGHPUT_BATCH), warmup, repeats)
     big_median = statistics.median(big)
