@@ -218,3 +218,20 @@ def test_trials_keep_their_latest_checkpoint_only_unless_pbt_may_clone_an_older_
 
     assert [checkpoints_to_keep(s) for s in ("asha", "fifo", "hyperband", "median")] == [1, 1, 1, 1]
     assert checkpoints_to_keep("pbt") is None
+
+
+def test_a_trial_larger_than_the_cluster_is_refused():
+    from cnnray.tune.prepare import check_trial_fits
+
+    check_trial_fits(load_config(overrides=["tune.trial_workers=2"]), {"CPU": 2.0})
+    with pytest.raises(ConfigError, match=r"one trial needs 3 CPUs \(tune.trial_workers=3 x tune.trial_cpus=1\) "
+                                          r"but the Ray cluster has 2"):
+        check_trial_fits(load_config(overrides=["tune.trial_workers=3"]), {"CPU": 2.0})
+    with pytest.raises(ConfigError, match="needs 0.5 GPUs"):
+        check_trial_fits(load_config(overrides=["tune.trial_gpus=0.5"]), {"CPU": 2.0})
+
+
+def test_a_trial_larger_than_the_local_cluster_exits_2_instead_of_waiting(tmp_path):
+    p = _cli(["tune.trial_cpus=64", "tune.num_samples=1", f"scaling.storage_path={tmp_path}",
+              f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"], tmp_path)
+    assert p.returncode == 2 and "one trial needs 64 CPUs" in p.stderr and "tune.trial_cpus=64" in p.stderr, p.stderr[-2000:]

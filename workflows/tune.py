@@ -1,4 +1,4 @@
-"""`cnnray tune`: search hyperparameters with Ray Tune, one Ray Train run per trial, tracked in MLflow.
+"""`cnnray tune`: search hyperparameters with Ray Tune (each trial in its own actor, or a Ray Train run), tracked in MLflow.
 
 With no arguments it runs a small ASHA search of the `default` space on the embedded default (digits).
 """
@@ -13,7 +13,7 @@ from cnnray.console import EXIT_FAILED, make_parser, print_json, run_workflow
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run or resume the search, print the summary (and the JSON result with --json)."""
-    parser = make_parser("cnnray tune", "Search hyperparameters with Ray Tune; one Ray Train run per trial.")
+    parser = make_parser("cnnray tune", "Search hyperparameters with Ray Tune; every trial tracked in MLflow.")
     parser.add_argument("--space", default=None, help="search space: a built-in name or a YAML file (tune.space)")
     parser.add_argument("--resume", metavar="NAME", default=None, help="continue the interrupted search NAME")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")

@@ -174,6 +174,17 @@ def load_state(ident: SearchIdentity) -> tuple[dict[str, Any], SearchSpace]:
 
 
 
+def check_trial_fits(cfg: Config, total: dict[str, float]) -> None:
+    """Refuse a trial larger than the whole cluster: Tune would wait for its resources forever."""
+    t = cfg.tune
+    need = {"CPU": t.trial_workers * t.trial_cpus, "GPU": t.trial_workers * t.trial_gpus}
+    for kind, amount in need.items():
+        if amount > total.get(kind, 0.0):
+            raise ConfigError(f"one trial needs {amount:g} {kind}s (tune.trial_workers={t.trial_workers} x "
+                              f"tune.trial_{kind.lower()}s={getattr(t, f'trial_{kind.lower()}s'):g}) but the Ray "
+                              f"cluster has {total.get(kind, 0.0):g}: lower them, or use a larger cluster (--address)")
+
+
 def trial_runner(cfg: Config, loader_kind: str) -> str:
     """Where trials train: "actor" (in-memory data: the loop in the trial's actor, with rank actors for DDP) or
     "train" (a Ray Train run per trial)."""

@@ -89,7 +89,12 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
     t = cfg.tune
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables on the console
-    ensure_ray(cfg.run.address, verbose)
+    if ensure_ray(cfg.run.address, verbose):  # started here: this machine's cluster cannot grow
+        import ray
+
+        from cnnray.tune.prepare import check_trial_fits
+
+        check_trial_fits(cfg, ray.cluster_resources())
     random.seed(t.seed)  # PBT's explore/exploit draws
 
     ctx = children = None
