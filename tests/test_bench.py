@@ -24,13 +24,14 @@ def test_train_bench_report_names_every_figure():
     from cnnray.bench.train import PRECISION_BATCHES, format_train_bench
 
     r = {"plain_images_per_s": 100.0, "ray_images_per_s": 98.0, "ray_over_plain": 0.98,
-         "time_to_99_cnnray_s": 50.0, "time_to_99_plain_s": None, "time_to_99_speedup": None}
+         "time_to_99_cnnray_s": 50.0, "time_to_99_lean_s": 60.0, "time_to_99_speedup": 1.2,
+         "time_to_99_tutorial_s": 80.0, "time_to_99_plain_s": None, "time_to_99_tutorial_speedup": None}
     for batch in PRECISION_BATCHES:
         sfx = "" if batch == PRECISION_BATCHES[-1] else f"_b{batch}"
         r.update({f"fp32_nchw_images_per_s{sfx}": 10.0, f"bf16_channels_last_images_per_s{sfx}": 25.0,
                   f"bf16_cl_over_fp32{sfx}": 2.5})
     text = format_train_bench(r)
-    assert "0.980" in text and "2.50x" in text and "not reached" in text
+    assert "0.980" in text and "2.50x" in text and "not reached" in text and "1.20x faster" in text
     assert all(f"batch {b}" in text for b in PRECISION_BATCHES)
 
 

@@ -112,7 +112,7 @@ def test_case3_fewer_images_per_worker_than_a_batch_is_refused(tmp_path, capsys)
 def test_case3_a_run_without_optimizer_steps_is_never_registered(ray_local, tmp_path, monkeypatch):
     """Second guard: with the up-front check bypassed, the run ends FAILED and registers nothing."""
     import cnnray.train.prepare as prepare
-    import cnnray.train.trainer as trainer
+    import cnnray.train.run as trainer
     from cnnray.config import load_config
 
     monkeypatch.setattr(prepare, "check_steps_per_epoch", lambda cfg, info: None)
@@ -199,13 +199,14 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live_run(tmp_path_factory):
-    """A real `cnnray train` process with its own local Ray, trained past its first checkpoint.
+    """A real `cnnray train` process on Ray Train with its own local Ray, trained past its first checkpoint.
 
     It is the winner of two trainings started at the same moment under one name (case 2): the same
     expensive start-up serves both the twin check and the live-run checks.
     """
     tmp = tmp_path_factory.mktemp("live")
-    a, b = (_spawn(_train_cmd(tmp, "run.name=live", "train.epochs=40"), tmp) for _ in range(2))
+    # scaling.runner=ray: the local Ray cluster is under test here (test_train_local.py covers local runs).
+    a, b = (_spawn(_train_cmd(tmp, "run.name=live", "train.epochs=40", "scaling.runner=ray"), tmp) for _ in range(2))
     try:
         deadline = time.time() + 180
         while a.poll() is None and b.poll() is None and time.time() < deadline:
@@ -344,7 +345,7 @@ def test_case6_truncated_checkpoint_refused_naming_file_and_previous(live_run, c
 
 def test_case6_failed_resume_of_a_finished_run_keeps_it_finished(ray_local, tmp_path, capsys):
     from cnnray.config import load_config
-    from cnnray.train.trainer import run_training
+    from cnnray.train.run import run_training
 
     base = [*TINY, "scaling.num_workers=1", *_store(tmp_path), "run.name=done", "registry.enabled=false"]
     first = run_training(load_config(overrides=[*base, "train.epochs=2"]), on_line=lambda s: None)

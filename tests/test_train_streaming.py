@@ -11,7 +11,7 @@ from cnnray.data.prepare import prepare_dataset
 
 
 def test_streaming_loader_trains_from_parquet_shards(ray_local, tmp_path):
-    from cnnray.train.trainer import load_best, run_training
+    from cnnray.train.run import load_best, run_training
 
     # A small image set as 3 Parquet shards: data.source=parquet is what a large data set on a cluster looks like.
     # Small, because each streamed epoch costs Ray Data seconds of start-up whatever its size.

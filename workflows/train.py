@@ -1,4 +1,4 @@
-"""`cnnray train`: train a registered model with DDP on Ray Train, tracked in MLflow.
+"""`cnnray train`: train a registered model with DDP (local processes, or Ray Train on a cluster), tracked in MLflow.
 
 With no arguments it runs the embedded default: digits at 32x32, a small CBAM-ResNet, 2 workers.
 """
@@ -13,19 +13,29 @@ from cnnray.console import EXIT_FAILED, make_parser, print_json, run_workflow
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run training, print the summary (and the JSON result with --json)."""
-    parser = make_parser("cnnray train", "Train a CNN with PyTorch DDP on Ray Train, tracked in MLflow.")
+    parser = make_parser("cnnray train", "Train a CNN with PyTorch DDP (local processes, or Ray Train with --address "
+                         "or scaling.runner=ray), tracked in MLflow.")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         overrides = list(args.overrides) + ([f"run.address={args.address}"] if args.address else [])
         cfg = load_config(args.config, overrides)
-        from cnnray.train.prepare import prepare_run
+        from cnnray.train.local import RankPool, prestart_count
+
+        # A local run's other ranks start now: their imports overlap this process's checks and imports.
+        RankPool.prestart(prestart_count(cfg))
+        try:
+            from cnnray.train.prepare import prepare_run
+
+            prep = prepare_run(cfg)  # data, model and run name checked before Ray is imported
+        except BaseException:
+            RankPool.discard_prestarted()
+            raise
         from cnnray.ray_session import quiet_ray
 
-        prep = prepare_run(cfg)  # data, model and run name checked before Ray is imported
         quiet_ray(args.verbose)
-        from cnnray.train.trainer import format_train_summary, run_training
+        from cnnray.train.run import format_train_summary, run_training
 
         result = run_training(cfg, verbose=args.verbose, prepared=prep)
         print(format_train_summary(result), flush=True)

@@ -11,7 +11,12 @@ normalization by ImageNet statistics (averaged over RGB for 1 channel), random e
 0.02-0.33, ratio 0.3-3.3). Prints one line per epoch, `epoch N val_acc X elapsed S`, which the bench
 parses for time-to-accuracy.
 
-python -m cnnray.bench.plain_loop --epochs 20 --target 0.99
+`--recipe lean` is the other baseline: the plain single-process loop a user would write first (the
+default model and data, AdamW lr 1e-3 in one group, per-step warmup over one epoch then cosine, plain
+cross entropy, no augmentation, no clipping, fp32 NCHW, batches sliced from one pre-normalized tensor).
+`cnnray bench train` races `cnnray train`'s defaults against it (issue 12's time-to-99% goal).
+
+python -m cnnray.bench.plain_loop [--recipe tutorial|lean] --epochs 20 --target 0.99
 """
 
 from __future__ import annotations
@@ -72,6 +77,42 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return cos * (WARMUP_START + (1 - WARMUP_START) * step / warmup if step < warmup else 1.0)
 
 
+def lean(epochs: int, target: float) -> None:
+    """The lean baseline (see the module docstring)."""
+    from cnnray.config import load_config
+    from cnnray.data import describe_dataset, load_arrays
+    from cnnray.train.build import build_model
+
+    cfg = load_config()
+    info = describe_dataset(cfg.data)
+    tx, ty, vx, vy = load_arrays(cfg.data)
+    mean, std = torch.tensor(info.mean).view(1, -1, 1, 1), torch.tensor(info.std).view(1, -1, 1, 1)
+    txn, vxn = ((x.float() / 255 - mean) / std for x in (tx, vx))
+    model = build_model(cfg, info.num_classes, info.channels)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    steps = len(ty) // BATCH
+    total, warmup = epochs * steps, steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warmup if s < warmup else
+                                              0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))))
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(ty))
+        for i in range(steps):
+            idx = order[i * BATCH:(i + 1) * BATCH]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(txn[idx]), ty[idx]).backward()
+            opt.step()
+            sched.step()
+        model.eval()
+        with torch.no_grad():
+            acc = sum((model(vxn[i:i + 256]).argmax(1) == vy[i:i + 256]).sum().item()
+                      for i in range(0, len(vy), 256)) / len(vy)
+        print(f"epoch {epoch + 1} val_acc {acc:.4f} elapsed {time.time() - T0:.2f}", flush=True)
+        if acc >= target:
+            break
+
+
 def main() -> None:
     """Train until the target validation accuracy, early stopping, or the epoch limit."""
     from cnnray.config import load_config
@@ -82,9 +123,13 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--target", type=float, default=0.99)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--recipe", choices=("tutorial", "lean"), default="tutorial")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.recipe == "lean":
+        lean(args.epochs, args.target)
+        return
     cfg = load_config(overrides={"model.drop_rate": 0.5})  # the default model, with the recipe's head dropout
     info = describe_dataset(cfg.data)
     tx, ty, vx, vy = load_arrays(cfg.data)

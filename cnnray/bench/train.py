@@ -46,12 +46,13 @@ def plain_throughput(cfg: Config, threads: int) -> float:
 
 def ray_throughput(cfg: Config) -> float:
     """Median training images/s of the same loop as one Ray Train worker, epochs after the first."""
-    from cnnray.train.trainer import run_training
+    from cnnray.train.run import run_training
 
     rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="cnnray-bench-") as d:
         cfg = cfg.model_copy(deep=True)
         cfg.scaling.storage_path = d
+        cfg.scaling.runner = "ray"  # this figure is Ray Train's overhead, wherever auto would run it
         result = run_training(cfg, on_line=lambda s: None, on_report=lambda m: rates.append(m["images_per_s"]))
     if result["status"] != "FINISHED":
         raise RuntimeError(f"bench training run {result['status']}: {result.get('error')}")
@@ -105,19 +106,21 @@ def _time_to_target(cmd: list[str], pattern: str, target: float, cwd: str, timeo
 
 
 def time_to_accuracy(target: float = 0.99, timeout: float = 600) -> dict[str, float | None]:
-    """Whole-process seconds to `target` val accuracy on digits, three processes raced one after another:
-    `cnnray train` with its defaults, `cnnray train --config tutorial`, and the same tutorial recipe as a
-    plain fp32 PyTorch loop (`cnnray.bench.plain_loop`): recipe vs recipe is the like-for-like figure."""
+    """Whole-process seconds to `target` val accuracy on digits, four processes raced one after another:
+    `cnnray train` with its defaults against the lean plain fp32 loop (`plain_loop --recipe lean`, issue
+    12's race), and `cnnray train --config tutorial` against the tutorial recipe as a plain fp32 loop
+    (recipe vs recipe)."""
     train = [sys.executable, "-m", "workflows.train", "registry.enabled=false"]
+    plain = [sys.executable, "-m", "cnnray.bench.plain_loop", "--epochs", "30", "--target", str(target)]
+    acc_pct, acc = r"val_acc\s+([\d.]+)%", r"val_acc ([\d.]+)"
     with tempfile.TemporaryDirectory(prefix="cnnray-bench-") as d:
-        cnnray_s = _time_to_target([*train, "train.epochs=20"], r"val_acc\s+([\d.]+)%", target * 100, d, timeout)
-        tutorial_s = _time_to_target([*train, "--config", "tutorial"], r"val_acc\s+([\d.]+)%", target * 100, d,
-                                     timeout)
-        plain_s = _time_to_target([sys.executable, "-m", "cnnray.bench.plain_loop", "--epochs", "30", "--target",
-                                   str(target)], r"val_acc ([\d.]+)", target, d, timeout)
+        cnnray_s = _time_to_target([*train, "train.epochs=20"], acc_pct, target * 100, d, timeout)
+        lean_s = _time_to_target([*plain, "--recipe", "lean"], acc, target, d, timeout)
+        tutorial_s = _time_to_target([*train, "--config", "tutorial"], acc_pct, target * 100, d, timeout)
+        plain_s = _time_to_target([*plain, "--recipe", "tutorial"], acc, target, d, timeout)
     ratio = lambda a, b: (a / b) if a and b else None  # noqa: E731
-    return {"cnnray_s": cnnray_s, "tutorial_s": tutorial_s, "plain_s": plain_s,
-            "speedup": ratio(plain_s, cnnray_s), "tutorial_speedup": ratio(plain_s, tutorial_s)}
+    return {"cnnray_s": cnnray_s, "lean_s": lean_s, "tutorial_s": tutorial_s, "plain_s": plain_s,
+            "speedup": ratio(lean_s, cnnray_s), "tutorial_speedup": ratio(plain_s, tutorial_s)}
 
 
 PRECISION_BATCHES = (64, 128)
@@ -157,11 +160,10 @@ def format_train_bench(r: dict[str, Any]) -> str:
                      f" = {r['bf16_cl_over_fp32' + sfx]:.2f}x" + ("  (goal >= 2.5x)" if not sfx else ""))
     if "time_to_99_cnnray_s" in r:
         fmt = lambda v: "not reached" if v is None else f"{v:.1f}s"  # noqa: E731
-        c, p, s = r["time_to_99_cnnray_s"], r["time_to_99_plain_s"], r["time_to_99_speedup"]
-        lines.append(f"time to 99% val acc on digits, whole process: cnnray default {fmt(c)}, tutorial recipe as a "
-                     f"plain fp32 loop {fmt(p)}" + (f" = {s:.2f}x faster" if s else ""))
-        if "time_to_99_tutorial_s" in r:
-            t, ts = r["time_to_99_tutorial_s"], r.get("time_to_99_tutorial_speedup")
-            lines.append(f"  same recipe both sides: cnnray --config tutorial {fmt(t)} vs plain loop {fmt(p)}"
-                         + (f" = {ts:.2f}x faster" if ts else ""))
+        c, lean, s = r["time_to_99_cnnray_s"], r.get("time_to_99_lean_s"), r["time_to_99_speedup"]
+        lines.append(f"time to 99% val acc on digits, whole process: cnnray train (defaults) {fmt(c)} vs a lean plain "
+                     f"fp32 loop {fmt(lean)}" + (f" = {s:.2f}x faster" if s else "") + "  (goal >= 1.0x)")
+        t, p, ts = r["time_to_99_tutorial_s"], r["time_to_99_plain_s"], r.get("time_to_99_tutorial_speedup")
+        lines.append(f"  tutorial recipe both sides: cnnray --config tutorial {fmt(t)} vs plain fp32 loop {fmt(p)}"
+                     + (f" = {ts:.2f}x faster" if ts else ""))
     return "\n".join(lines)

@@ -156,7 +156,13 @@ class ScalingSection(Strict):
     """Ray Train workers and where their state is kept."""
 
     num_workers: int | tuple[int, int] = Field(default=2, description=(
-        "Ray Train workers, or [min, max] for elastic training"))
+        "DDP workers (processes), or [min, max] for elastic training on Ray Train"))
+    runner: Literal["auto", "local", "ray"] = Field(default="auto", description=(
+        "where the workers run: ray = a Ray Train run (fault-tolerant worker group, any cluster); local = "
+        "processes of this machine started by the command, no Ray (DDP over gloo on 127.0.0.1, same loop, "
+        "checkpoints, resume and MLflow run); auto = local unless a cluster address is given (run.address, "
+        "--address, RAY_ADDRESS), Ray is already up in this process, data streams through Ray Data, or "
+        "num_workers is elastic"))
     use_gpu: bool | None = Field(default=None, description="one GPU per worker; None: auto-detect from the cluster")
     cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved per worker")
     gpus_per_worker: float = Field(default=1.0, gt=0, description=(

@@ -32,8 +32,15 @@ def start_local_ray(**init_kwargs: Any) -> bool:
     return bound
 
 
-def _start_watchdog(roots: list[int]) -> None:
-    if not roots or not Path("/proc/self/stat").exists():
+def start_run_watchdog() -> None:
+    """A watchdog for a run without Ray (scaling.runner=local): marks its MLflow run KILLED if this process
+    dies, SIGKILL included (its local ranks die with it by themselves: PR_SET_PDEATHSIG)."""
+    if _STATE["file"] is None:
+        _start_watchdog([], always=True)
+
+
+def _start_watchdog(roots: list[int], always: bool = False) -> None:
+    if not (roots or always) or not Path("/proc/self/stat").exists():
         return
     fd, name = tempfile.mkstemp(prefix="cnnray-watchdog-", suffix=".json")
     os.close(fd)

@@ -1,17 +1,28 @@
-"""The training loop and its parts, plain PyTorch (worker.py/trainer.py import Ray and are not re-exported here)."""
+"""The training loop and its parts, plain PyTorch (worker.py/trainer.py import Ray and are not re-exported here).
 
-from cnnray.train.early_stop import EarlyStopping
-from cnnray.train.ema import ModelEma, unwrap
-from cnnray.train.engine import Engine, rng_state, set_rng_state
-from cnnray.errors import NonFiniteLossError
-from cnnray.train.losses import SoftTargetCrossEntropy, build_loss
-from cnnray.train.metrics import MetricAccumulator
-from cnnray.train.optim import build_optimizer, param_groups
-from cnnray.train.precision import Precision, resolve_precision
-from cnnray.train.schedules import Schedule, build_scheduler
+Names load on first use (PEP 562): `cnnray train` imports `cnnray.train.local` to start its rank
+processes before torch is imported, and importing this package must not import torch for it.
+"""
 
-__all__ = [
-    "EarlyStopping", "Engine", "MetricAccumulator", "ModelEma", "NonFiniteLossError", "Precision", "Schedule",
-    "SoftTargetCrossEntropy", "build_loss", "build_optimizer", "build_scheduler", "param_groups",
-    "resolve_precision", "rng_state", "set_rng_state", "unwrap",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "EarlyStopping": "early_stop", "ModelEma": "ema", "unwrap": "ema", "Engine": "engine", "rng_state": "engine",
+    "set_rng_state": "engine", "SoftTargetCrossEntropy": "losses", "build_loss": "losses",
+    "MetricAccumulator": "metrics", "build_optimizer": "optim", "param_groups": "optim", "Precision": "precision",
+    "resolve_precision": "precision", "Schedule": "schedules", "build_scheduler": "schedules",
+}
+__all__ = sorted([*_WHERE, "NonFiniteLossError"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NonFiniteLossError":
+        from cnnray.errors import NonFiniteLossError
+
+        return NonFiniteLossError
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"cnnray.train.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'cnnray.train' has no attribute {name!r}")

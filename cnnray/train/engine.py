@@ -116,6 +116,7 @@ class Engine:
         self.epoch = 0  # epochs completed
         self.global_step = 0  # optimizer steps taken
         self.first_step_at: float | None = None  # wall clock of this process's first optimizer step
+        self.on_first_step: Callable[[], None] | None = None  # the host's hook (a local run opens MLflow then)
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.best_source: str | None = None
@@ -151,6 +152,8 @@ class Engine:
         self.global_step += 1
         if self.first_step_at is None:
             self.first_step_at = time.time()  # start-up breakdown (on a GPU: when the step was queued)
+            if self.on_first_step is not None:
+                self.on_first_step()
         if self.ema is not None:
             self.ema.update(self.module)
         if self.global_step % self.guard.check_every == 0:

@@ -132,6 +132,7 @@ def run_loop(loop_config: dict[str, Any], session: LoopSession, *, arrays: tuple
     engine = Engine(build_model(cfg, info.num_classes, info.channels), cfg, steps_per_epoch=steps_per_epoch,
                     num_classes=info.num_classes, device=device, wrap=wrap, mixup=mix if mix.active else None,
                     nan_at_step=hooks.get(NAN_AT_STEP))
+    engine.on_first_step = getattr(session, "on_first_step", None)
     model_ready = time.time()
     best: dict[str, Any] | None = None
     meta: dict[str, Any] = {}

@@ -18,6 +18,7 @@ import torch
 from cnnray.data.uri import open_location, path_exists
 from cnnray.errors import ConfigError
 from cnnray.ray_compat import SNAPSHOT_FILE, read_checkpoint_snapshot
+from cnnray.train.local_store import INDEX_FILE, read_index
 
 STATE_KEYS = {"model", "optimizer", "schedule", "epoch", "global_step", "best_metric", "rng"}
 
@@ -30,6 +31,7 @@ class ResumePoint:
     epochs_done: int
     skip: list[str]  # newer checkpoint folder names Ray would hand back instead (train.resume_from)
     explicit: bool  # chosen with train.resume_from
+    ray_latest: bool = False  # the checkpoint Ray Train itself hands back on resume (its snapshot's latest)
 
 
 def _read(path: str) -> bytes:
@@ -79,15 +81,33 @@ def _describe_previous(run_dir: str, names: list[str], bad: str, model: Any) -> 
     return "; no earlier checkpoint of this run loads: start a new run (another run.name)"
 
 
+def _checkpoints_of(run_dir: str) -> tuple[list[str], str | None, str | None]:
+    """(checkpoint names, oldest first; the latest; Ray's latest) from Ray Train's snapshot and the local
+    runner's index.
+
+    A run may have been continued by the other runner: both lists count, and the newest latest wins
+    (names are timestamps in both).
+    """
+    names: list[str] = []
+    latest: str | None = None
+    latest_of: dict[str, str | None] = {}
+    for file, parse, what in ((SNAPSHOT_FILE, read_checkpoint_snapshot, "is this run from another Ray version?"),
+                              (INDEX_FILE, read_index, "is it truncated?")):
+        path = f"{run_dir}/{file}"
+        if not path_exists(path, key="checkpoint"):
+            continue
+        parsed = parse(_read(path).decode(errors="replace"))
+        if parsed is None:
+            raise ConfigError(f"{path} cannot be read: {what} Start a new run (another run.name)")
+        names += parsed[0]
+        latest_of[file] = parsed[1]
+        latest = max(filter(None, (latest, parsed[1])), default=None)
+    return sorted(set(names)), latest, latest_of.get(SNAPSHOT_FILE)
+
+
 def check_resume(run_dir: str, resume_from: str | None, model: torch.nn.Module | None) -> ResumePoint:
     """The checkpoint to resume from, checked; ConfigError (exit 2) naming the file when unusable."""
-    snap_path = f"{run_dir}/{SNAPSHOT_FILE}"
-    has_snapshot = path_exists(snap_path, key="checkpoint")
-    parsed = read_checkpoint_snapshot(_read(snap_path).decode()) if has_snapshot else ([], None)
-    if parsed is None:
-        raise ConfigError(f"{snap_path} cannot be read: is this run from another Ray version? "
-                          "Start a new run (another run.name)")
-    names, latest = parsed
+    names, latest, ray_latest = _checkpoints_of(run_dir)
     if resume_from is not None:
         name = resume_from.rstrip("/").rsplit("/", 1)[-1]
         if name not in names:
@@ -107,4 +127,6 @@ def check_resume(run_dir: str, resume_from: str | None, model: torch.nn.Module |
     except ValueError as e:
         raise ConfigError(f"cannot resume run '{run_dir.rsplit('/', 1)[-1]}': {e}"
                           + _describe_previous(run_dir, names, latest, model)) from None
-    return ResumePoint(f"{run_dir}/{latest}", epochs, [], False)
+    # Continued by the local runner after Ray: Ray would hand back its own older latest, which is skipped.
+    skip = [ray_latest] if ray_latest and ray_latest != latest else []
+    return ResumePoint(f"{run_dir}/{latest}", epochs, skip, False, ray_latest=latest == ray_latest)

@@ -106,7 +106,7 @@ def register_best(children: ChildRuns, best: TrialOutcome, best_cfg: Config, pre
     """Log the best trial's best weights in its child run and register them (alias from registry.alias)."""
     from cnnray.serve.card import card_for_training
     from cnnray.tracking.finish import finish_training_run
-    from cnnray.train.trainer import load_best
+    from cnnray.train.run import load_best
 
     assert best.run_id and best.checkpoint_path
     weights, meta = load_best(best.checkpoint_path)

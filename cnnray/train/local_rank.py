@@ -1,0 +1,57 @@
+"""A local rank (1..world-1) of a `scaling.runner=local` run: `python -m cnnray.train.local_rank`.
+
+Imports torch and the loop first, then waits for one JSON line on stdin (rank, world, rendezvous file, device,
+log file, loop config) from the command that started it; EOF without a line means "not needed" and
+it exits 0. It dies with its parent (PR_SET_PDEATHSIG), so a killed command leaves no rank behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import signal
+import sys
+import traceback
+
+import torch  # noqa: F401 - imported before stdin is read: this is the start-up work the prestart overlaps
+
+from cnnray.train.local import LocalCheckpoint, LocalSession, init_group, leave_group
+from cnnray.train.loop import run_loop
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's pool.stop() still ends us
+        pass
+
+
+def main() -> int:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the whole group: the parent decides
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    msg = json.loads(line)
+    with open(msg["log"], "a", buffering=1) as log:
+        sys.stderr = log
+        try:
+            device = torch.device(msg["device"])
+            config = msg["loop_config"]
+            init_group(msg["rank"], msg["world"], msg["store"], device, config["cfg"]["scaling"]["collective_timeout_s"])
+            start = config.get("init_checkpoint")
+            run_loop({**config, "init_checkpoint": LocalCheckpoint(start) if start else None},
+                     LocalSession(msg["rank"], msg["world"], device))
+        except BaseException as e:  # noqa: BLE001 - the last line of the log is what the driver shows
+            traceback.print_exc(file=log)
+            print(f"{type(e).__name__}: {e}", file=log)
+            return 1
+        finally:
+            leave_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
