@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "promote": "workflows.promote",
     "rollback": "workflows.rollback",
     "registry": "workflows.registry",
+    "compress": "workflows.compress",
     "cluster": "workflows.cluster",
     "submit": "workflows.submit",
     "jobs": "workflows.jobs",

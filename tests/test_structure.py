@@ -38,7 +38,7 @@ def test_tracking_imports_nothing_from_train():
 
 def test_the_scan_sees_imports():
     """The scan is not vacuous: it finds a known import of the training package."""
-    assert "cnnray.train.trainer" in _imported_modules(PACKAGE / "tune" / "runs.py")
+    assert "cnnray.train.run" in _imported_modules(PACKAGE / "tune" / "runs.py")
 
 
 def test_pytest_keeps_deprecation_warnings_visible():

@@ -81,3 +81,16 @@ def fuse_conv_bn(model: nn.Module) -> FuseResult:
         _replace(fused, conv_name, fuse_conv_bn_eval(conv, bn))
         _replace(fused, bn_name, nn.Identity())
     return FuseResult(fused, tuple(pairs))
+
+
+def fused_structure(model: nn.Module, pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> nn.Module:
+    """Reshape a freshly built model in place into the structure `fuse_conv_bn` leaves, so that a fused
+    state_dict loads into it: each listed conv gets a bias, each listed BN becomes nn.Identity."""
+    for conv_name, bn_name in pairs:
+        conv = model.get_submodule(conv_name)
+        if not isinstance(conv, nn.Conv2d):
+            raise ValueError(f"compression.pairs: {conv_name!r} is a {type(conv).__name__}, not a Conv2d")
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+        _replace(model, bn_name, nn.Identity())
+    return model

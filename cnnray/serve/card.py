@@ -15,7 +15,7 @@ from typing import Any
 from cnnray.errors import UserInputError
 
 FORMAT = "cnnray.image-classifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest card this cnnray reads (2: compressed versions)
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.pt"
 # Array sources (digits, synthetic, cifar) resize tensors with torch's antialiased bilinear;
@@ -48,7 +48,8 @@ class ModelCard:
     weights_sha256: str = ""
     cnnray_version: str = ""
     format: str = FORMAT
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1  # 2 when `compression` is set: a cnnray that cannot rebuild it refuses it
+    compression: dict[str, Any] = field(default_factory=dict)  # method, its structure, source version, checks
 
     @property
     def num_classes(self) -> int:
@@ -72,7 +73,8 @@ class ModelCard:
                                  bool(inp.get("normalize", True)), str(inp.get("resize", "pil")))
         return cls(d["architecture"], dict(d["model_kwargs"]), tuple(d["class_names"]), contract,
                    dict(d.get("lineage", {})), dict(d.get("training", {})), str(d.get("weights_sha256", "")),
-                   str(d.get("cnnray_version", "")), d["format"], int(d["format_version"]))
+                   str(d.get("cnnray_version", "")), d["format"], int(d["format_version"]),
+                   dict(d.get("compression") or {}))
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:

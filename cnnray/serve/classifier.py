@@ -67,7 +67,19 @@ class ImageClassifier:
         self.card = card
         self.device = torch.device(device)
         model = create_model(card.architecture, **card.model_kwargs)
-        model.load_state_dict(state_dict, strict=True)
+        if card.compression:  # a compressed version: its weights fit the compressed structure
+            from cnnray.compress.structure import apply_structure
+
+            try:
+                model = apply_structure(model, card.compression)
+            except ValueError as e:
+                raise UserInputError(str(e)) from None
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as e:
+            detail = " ".join(line.strip() for line in str(e).splitlines()[1:2])[:300]
+            raise UserInputError(f"the weights do not fit the network its card describes ({card.architecture}, "
+                                 f"compression {card.compression.get('method') or 'none'}): {detail}") from None
         self.model = model.float().eval().to(self.device)
         self.channels_last = channels_last
         if channels_last:

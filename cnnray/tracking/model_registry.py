@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnray.serve.card import CARD_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, ModelCard
+from cnnray.serve.card import CARD_FILE, FORMAT, WEIGHTS_FILE, ModelCard
 from cnnray.tracking.runs import TrackingContext, scratch_dir
 
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
@@ -81,7 +81,7 @@ def write_model_files(directory: Path, weights: dict[str, torch.Tensor], card: M
 
 def log_and_register(
     ctx: TrackingContext, weights: dict[str, torch.Tensor], card: ModelCard, *, example: np.ndarray,
-    registered_name: str | None, alias: str | None, tags: dict[str, str],
+    registered_name: str | None, alias: str | None, tags: dict[str, str], extra_files: dict[str, Path] | None = None,
 ) -> RegisteredModel:
     """Log the pyfunc (input example: `example`, a real uint8 C,H,W training image); register and alias it."""
     import mlflow
@@ -105,9 +105,10 @@ def log_and_register(
             warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME, python_model=str(CODE_FILE),
-                artifacts={"card": str(d / CARD_FILE), "weights": str(d / WEIGHTS_FILE)},
+                artifacts={"card": str(d / CARD_FILE), "weights": str(d / WEIGHTS_FILE),
+                           **{k: str(v) for k, v in (extra_files or {}).items()}},
                 signature=_signature(), input_example=input_example, pip_requirements=_requirements(),
-                metadata={FORMAT_KEY: f"{FORMAT}/{FORMAT_VERSION}"},
+                metadata={FORMAT_KEY: f"{FORMAT}/{card.format_version}"},
                 registered_model_name=registered_name, await_registration_for=60,
             )
     # The `with` block marks the run FINISHED; the caller decides the final status.
@@ -115,7 +116,7 @@ def log_and_register(
     version = None
     if registered_name:
         version = str(info.registered_model_version)
-        all_tags = {**tags, "cnnray.run_id": ctx.run_id, "cnnray.format": f"{FORMAT}/{FORMAT_VERSION}",
+        all_tags = {**tags, "cnnray.run_id": ctx.run_id, "cnnray.format": f"{FORMAT}/{card.format_version}",
                     "cnnray.architecture": card.architecture, "cnnray.num_classes": str(card.num_classes)}
         for k, v in all_tags.items():
             client.set_model_version_tag(registered_name, version, k, str(v))
@@ -126,7 +127,8 @@ def log_and_register(
 
 def register_weights(uri: str, experiment: str, run_name: str, weights: dict[str, torch.Tensor], card: ModelCard,
                      *, example: np.ndarray, registered_name: str, alias: str | None = None,
-                     tags: dict[str, str] | None = None, metrics: dict[str, float] | None = None) -> RegisteredModel:
+                     tags: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
+                     extra_files: dict[str, Path] | None = None) -> RegisteredModel:
     """Register weights trained elsewhere in a run of their own (tests, imports, re-registration)."""
     from cnnray.tracking.runs import _client, end_run, ensure_experiment, log_metrics
 
@@ -137,7 +139,7 @@ def register_weights(uri: str, experiment: str, run_name: str, weights: dict[str
         if metrics:
             log_metrics(ctx, metrics)
         reg = log_and_register(ctx, weights, card, example=example, registered_name=registered_name, alias=alias,
-                               tags={**card.lineage, **(tags or {})})
+                               tags={**card.lineage, **(tags or {})}, extra_files=extra_files)
     except BaseException:
         end_run(ctx, "FAILED")
         raise
