@@ -88,9 +88,10 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
         raise
     if runner != "local":
         RankPool.discard_prestarted()
-    # Claimed before any work and held until the end: a second start under this name exits 2.
-    claim = RunClaim(prep.run_dir).acquire(new=not prep.resume)
+    claim = RunClaim(prep.run_dir)
     try:
+        # Claimed before any work and held until the end: a second start under this name exits 2.
+        claim.acquire(new=not prep.resume)
         point = _check_resume(prep) if prep.resume else None
         prior_status = _prior_run(prep, point)[1]
         kwargs = dict(verbose=verbose, on_line=on_line, on_report=on_report)
