@@ -77,6 +77,16 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return cos * (WARMUP_START + (1 - WARMUP_START) * step / warmup if step < warmup else 1.0)
 
 
+@torch.no_grad()
+def validate(model: nn.Module, vxn: torch.Tensor, vy: torch.Tensor, epoch: int) -> float:
+    """Validation accuracy, printed as the line the bench parses."""
+    model.eval()
+    acc = sum((model(vxn[i:i + 256]).argmax(1) == vy[i:i + 256]).sum().item()
+              for i in range(0, len(vy), 256)) / len(vy)
+    print(f"epoch {epoch + 1} val_acc {acc:.4f} elapsed {time.time() - T0:.2f}", flush=True)
+    return acc
+
+
 def lean(epochs: int, target: float) -> None:
     """The lean baseline (see the module docstring)."""
     from cnnray.config import load_config
@@ -104,12 +114,7 @@ def lean(epochs: int, target: float) -> None:
             loss_fn(model(txn[idx]), ty[idx]).backward()
             opt.step()
             sched.step()
-        model.eval()
-        with torch.no_grad():
-            acc = sum((model(vxn[i:i + 256]).argmax(1) == vy[i:i + 256]).sum().item()
-                      for i in range(0, len(vy), 256)) / len(vy)
-        print(f"epoch {epoch + 1} val_acc {acc:.4f} elapsed {time.time() - T0:.2f}", flush=True)
-        if acc >= target:
+        if validate(model, vxn, vy, epoch) >= target:
             break
 
 
@@ -153,11 +158,7 @@ def main() -> None:
             nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
             opt.step()
             sched.step()
-        model.eval()
-        with torch.no_grad():
-            acc = sum((model(vxn[i:i + 256]).argmax(1) == vy[i:i + 256]).sum().item()
-                      for i in range(0, len(vy), 256)) / len(vy)
-        print(f"epoch {epoch + 1} val_acc {acc:.4f} elapsed {time.time() - T0:.2f}", flush=True)
+        acc = validate(model, vxn, vy, epoch)
         if acc >= args.target:
             break
         best, bad = (acc, 0) if acc > best else (best, bad + 1)
