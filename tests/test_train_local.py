@@ -230,3 +230,25 @@ def test_a_local_run_resumes_on_ray_train_and_back(ray_local, tmp_path):
     assert third["status"] == "FINISHED" and third["epochs_run"] == 3, third
     steps = [m.step for m in _client(tmp_path).get_metric_history(first["run_id"], "val_acc")]
     assert sorted(steps) == [0, 1, 2] and first["run_id"] == second["run_id"] == third["run_id"]
+
+
+def test_a_handler_that_stops_the_run_is_not_retried(tmp_path):
+    """A report handler's StopRun (the MLflow store failed) ends the run at once: no restart, no second attempt."""
+    from cnnray.train.local import StopRun, run_local
+    from cnnray.train.prepare import prepare_run
+    from cnnray.train.run import make_loop_config
+
+    cfg = load_config(overrides=[*TINY, "scaling.num_workers=1", "train.epochs=3", "scaling.max_failures=2",
+                                 f"scaling.storage_path={tmp_path}", "run.name=stop"])
+    prep = prepare_run(cfg)
+    Path(prep.run_dir).mkdir(parents=True)
+    seen, lines = [], []
+
+    def handler(metrics, checkpointed):
+        seen.append(metrics["epoch"])
+        raise StopRun("MLflow: the store went away")
+
+    with pytest.raises(StopRun, match="store went away"):
+        run_local(prep.cfg, make_loop_config(prep), prep.run_dir, start_from=None, on_report=handler,
+                  on_line=lines.append)
+    assert seen == [0] and not lines  # one epoch, no "restarting" line

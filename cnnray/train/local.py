@@ -237,6 +237,11 @@ def leave_group() -> None:
             dist.destroy_process_group()
 
 
+class StopRun(Exception):
+    """Raised by a report handler to end the run now, without the retries a rank failure gets
+    (e.g. the MLflow store is gone: running again would not bring it back)."""
+
+
 @dataclass
 class LocalOutcome:
     """What the local run left: its latest checkpoint and last report, and the failures it recovered from."""
@@ -286,7 +291,7 @@ def run_local(cfg: Config, loop_config: dict[str, Any], run_dir: str, *, start_f
                      LocalSession(0, world, devices[0], report, on_first_step))
             pool.wait(cfg.scaling.collective_timeout_s)
             return LocalOutcome(added[-1] if added else None, dict(last), restarts)
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit, StopRun):
             raise
         except Exception as e:  # noqa: BLE001 - a rank's failure: retried from the latest checkpoint
             detail = f"{type(e).__name__}: {e}"

@@ -111,7 +111,7 @@ def _train_locally(prep: PreparedRun, point: ResumePoint | None, prior_status: s
     """The run in this process (+ local rank processes): MLflow opened and fed from a background thread."""
     from cnnray.jobs.local import start_run_watchdog
     from cnnray.ray_session import GracefulStop
-    from cnnray.train.local import run_local
+    from cnnray.train.local import StopRun, run_local
 
     cfg = prep.cfg
     background = _open_tracking(prep, point, prior_status) if cfg.tracking.enabled else None
@@ -124,7 +124,7 @@ def _train_locally(prep: PreparedRun, point: ResumePoint | None, prior_status: s
         if background is not None:
             background.log(metrics, checkpointed)
             if background.error:  # the store is gone: stop now rather than train into a run nobody records
-                raise RuntimeError(background.error)
+                raise StopRun(background.error)
 
     status, error, outcome, last = "FAILED", None, None, {}
     try:
