@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from cnnray.compress.gate import decide
-from cnnray.serve import card_for_training
-from cnnray.serve.data import example_image
-from cnnray.tracking.model_registry import register_weights
-
-
-def _register(uri, m, name):
-    card = card_for_training(m.cfg, m.info, lineage={"cnnray.data_fingerprint": m.info.fingerprint}, training={})
-    return register_weights(uri, f"exp-{name}", f"run-{name}", m.weights, card, example=example_image(m.cfg.data, 1),
-                            registered_name=name, alias="challenger")
-
-
-def _compress(capsys, *args):
-    from workflows import compress
-
-    code = compress.main(list(args))
-    out = capsys.readouterr()
-    last = out.out.strip().splitlines()[-1] if out.out.strip() else "{}"
-    return code, (json.loads(last) if last.startswith("{") else None), out
-
-
-def _versions(uri, name):
-    from mlflow.tracking import MlflowClient
-
-    return sorted(int(v.version) for v in MlflowClient(uri).search_model_versions(f"name='{name}'"))
+from compress_cli import register, run_compress, versions
 
 
 def test_fuse_registers_an_equal_smaller_version_that_serves(mlflow_server, digits_model, capsys, tmp_path,
                                                              monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri, name, m = mlflow_server, "cz-fuse", digits_model
-    _register(uri, m, name)
-    code, r, out = _compress(capsys, "--model", f"models:/{name}/1", "--method", "fuse", f"tracking.uri={uri}",
+    register(uri, m, name)
+    code, r, out = run_compress(capsys, "--model", f"models:/{name}/1", "--method", "fuse", f"tracking.uri={uri}",
                              "tracking.experiment=cz", "--repeats", "3", "--alias", "fused", "--json")
     assert code == 0 and r["registered"] and r["version"] == "2", out.err[-2000:]
     e = r["evidence"]
@@ -66,8 +41,8 @@ def test_fuse_registers_an_equal_smaller_version_that_serves(mlflow_server, digi
 def test_export_attaches_checked_torchscript_and_onnx(mlflow_server, digits_model, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri, name, m = mlflow_server, "cz-export", digits_model
-    _register(uri, m, name)
-    code, r, out = _compress(capsys, "--model", f"models:/{name}@challenger", "--method", "export",
+    register(uri, m, name)
+    code, r, out = run_compress(capsys, "--model", f"models:/{name}@challenger", "--method", "export",
                              f"tracking.uri={uri}", "tracking.experiment=cz", "--repeats", "3", "--json")
     assert code == 0 and r["registered"], out.err[-2000:]
     e = r["evidence"]
@@ -88,27 +63,34 @@ def test_drifting_outputs_are_refused_with_exit_1_and_nothing_registered(mlflow_
                                                                         tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri, name, m = mlflow_server, "cz-refuse", digits_model
-    _register(uri, m, name)
-    code, r, out = _compress(capsys, "--model", f"models:/{name}/1", "--method", "fuse", f"tracking.uri={uri}",
+    register(uri, m, name)
+    code, r, out = run_compress(capsys, "--model", f"models:/{name}/1", "--method", "fuse", f"tracking.uri={uri}",
                              "--tolerance", "0", "--repeats", "2", "--json")
     assert code == 1 and not r["registered"] and "outputs drift" in r["reasons"][0], out.out[-2000:]
-    assert "nothing registered" in out.out and _versions(uri, name) == [1]
+    assert "nothing registered" in out.out and versions(uri, name) == [1]
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--method", "quantise"], "unknown; choose one of fuse, export"),
+    (["--method", "quantise"], "unknown; choose one of fuse, quantize, prune, distill, export"),
     (["--method", "fuse", "--max-acc-drop", "-1"], "--max-acc-drop"),
     (["--method", "fuse", "--model", "models:/cz-none/1"], "no registered model named 'cz-none'"),
     (["--method", "fuse", "--model", "models:/cz-bad/7"], "has no version 7"),
     (["--method", "fuse", "--model", f"runs:/{'ab' * 16}/model"], "registered version"),
-    (["--method", "fuse", "model.width=2"], "not accepted here"),
+    (["--method", "fuse", "model.width=2"], "not accepted by --method fuse"),
+    (["--method", "fuse", "train.epochs=3"], "not accepted by --method fuse"),
+    (["--method", "fuse", "scaling.num_workers=2"], "not accepted by --method fuse"),
+    (["--method", "prune", "model.width=2"], "model.* (the student) with distill"),
+    (["--method", "prune", "--amount", "1"], "--amount 1"),
+    (["--method", "prune", "--criterion", "l2"], "choose l1 or bn_gamma"),
+    (["--method", "quantize", "--calibration", "0"], "--calibration 0"),
+    (["--method", "fuse", "color.mode=3"], "not accepted here"),
 ])
 def test_bad_input_exits_2(mlflow_server, digits_model, capsys, args, words):
     uri = mlflow_server
     if "models:/cz-bad/7" in args:
-        _register(uri, digits_model, "cz-bad")
+        register(uri, digits_model, "cz-bad")
     model = [] if "--model" in args else ["--model", "models:/cz-bad/1"]
-    code, _, out = _compress(capsys, *model, *args, f"tracking.uri={uri}")
+    code, _, out = run_compress(capsys, *model, *args, f"tracking.uri={uri}")
     assert code == 2 and words in out.err, out.err
 
 

@@ -1,4 +1,4 @@
-"""`cnnray bench [data|train|tune|predict|cluster|all]`: benchmarks that print ratios measured in one command."""
+"""`cnnray bench [data|train|tune|predict|cluster|compress|all]`: benchmarks that print ratios measured in one command."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ BENCHES = {
     "tune": ("cnnray.bench.tune", "run_tune_bench", "format_tune_bench"),
     "predict": ("cnnray.bench.predict", "run_predict_bench", "format_predict_bench"),
     "cluster": ("cnnray.bench.cluster", "run_cluster_bench", "format_cluster_bench"),
+    "compress": ("cnnray.bench.compress", "run_compress_bench", "format_compress_bench"),
 }
 
 
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the named benchmark(s) and print their ratios (JSON with --json)."""
     parser = make_parser("cnnray bench", "Benchmarks; each prints ratios measured in the same run.", config=False)
     parser.add_argument("which", nargs="?", default="all", choices=[*BENCHES, "all"])
-    parser.add_argument("--quick", action="store_true", help="train: skip the time-to-accuracy race")
+    parser.add_argument("--quick", action="store_true", help="train: skip the time-to-accuracy race; compress: a "
+                        "small model trained 2 epochs, 1-epoch fine-tunes")
     parser.add_argument("--gpu", action="store_true",
                         help="train: the CUDA GPU table instead (Engine vs a lean loop, CBAM cost; needs no Ray)")
     parser.add_argument("--overhead", type=int, metavar="N", default=None,
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in BENCHES if args.which == "all" else [args.which]:
             module_name, run_name, fmt_name = BENCHES[name]
             module = importlib.import_module(module_name)
-            kwargs = {"quick": True} if name == "train" and args.quick else {}
+            kwargs = {"quick": True} if name in ("train", "compress") and args.quick else {}
             if args.overhead is not None:  # the overhead bench instead of ASHA vs FIFO
                 run_name, fmt_name, kwargs, name = "run_overhead_bench", "format_overhead_bench", {"n": args.overhead}, "tune_overhead"
             print(f"== bench {name}", flush=True)

@@ -48,7 +48,7 @@ def decide(method: str, source_logits: torch.Tensor, candidate_logits: torch.Ten
     if method in EQUAL_OUTPUT_METHODS and parity["max_abs_diff"] > tolerance:
         result.reasons.append(f"outputs drift from the source: max |logit difference| {parity['max_abs_diff']:.3g} > "
                               f"--tolerance {tolerance:g} (top-1 agreement {parity['top1_agreement']:.4f})")
-    for fmt, p in (checks or {}).items():
+    for fmt, p in (checks or {}).items() if method in EQUAL_OUTPUT_METHODS else ():
         if isinstance(p, dict) and "max_abs_diff" in p and p["max_abs_diff"] > tolerance:
             result.reasons.append(f"{fmt} outputs drift from eager PyTorch: max |logit difference| "
                                   f"{p['max_abs_diff']:.3g} > --tolerance {tolerance:g}")

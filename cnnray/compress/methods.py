@@ -18,7 +18,9 @@ from torch import Tensor, nn
 from cnnray.compress.export import ONNX_OPSET, check_parity, export_onnx, export_torchscript, run_onnx
 from cnnray.compress.fuse import fuse_conv_bn
 
-METHODS = ("fuse", "export")  # quantize, prune and distill: not built yet (issue 13)
+# fuse and export run here; quantize, prune and distill in cnnray.train.compress_candidates (prune and
+# distill train, through cnnray's training run).
+METHODS = ("fuse", "quantize", "prune", "distill", "export")
 
 
 @dataclass
@@ -71,4 +73,6 @@ def apply_method(method: str, model: nn.Module, example: Tensor, out_dir: Path) 
     """Run `method` on an eval-mode `model`; `example` is a batch of real preprocessed images."""
     if check_method(method) == "fuse":
         return fuse(model)
+    if method != "export":
+        raise ValueError(f"--method {method}: not a single-model transform (see cnnray.train.compress_candidates)")
     return export(model, example, out_dir)

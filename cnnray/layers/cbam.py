@@ -39,7 +39,10 @@ class ChannelAttention(nn.Module):
         # Average pooling sees the extent of a feature, max pooling its most salient cue.
         avg = F.adaptive_avg_pool2d(x, 1)
         mx = F.adaptive_max_pool2d(x, 1)
-        return torch.sigmoid(self._mlp(avg) + self._mlp(mx))
+        # One MLP call over both descriptors stacked on the batch axis: half the launches, and a graph where
+        # each conv is called once, which PT2E's x86 quantizer needs to annotate them (`cnnray compress`).
+        both = self._mlp(torch.cat([avg, mx], dim=0))
+        return torch.sigmoid(both[: x.shape[0]] + both[x.shape[0]:])
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.attention(x).to(x.dtype)

@@ -82,8 +82,10 @@ class ModelCard:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def card_for_training(cfg: Any, info: Any, *, lineage: dict[str, str], training: dict[str, Any]) -> ModelCard:
-    """The card of a model trained with config `cfg` on data described by `info` (a DatasetInfo)."""
+def card_for_training(cfg: Any, info: Any, *, lineage: dict[str, str], training: dict[str, Any],
+                      compression: dict[str, Any] | None = None) -> ModelCard:
+    """The card of a model trained with config `cfg` on data described by `info` (a DatasetInfo);
+    `compression`: the structure its weights fit (a pruned network fine-tuned by `cnnray compress`)."""
     from cnnray import __version__
     from cnnray.data.transforms import normalization_stats, source_defaults
     from cnnray.train.build import model_kwargs
@@ -99,4 +101,5 @@ def card_for_training(cfg: Any, info: Any, *, lineage: dict[str, str], training:
 
     training = {"precision": cfg.train.precision, "data": absolute_data_path(cfg.data).model_dump(mode="json"),
                 "data_fingerprint": info.fingerprint, **training}
-    return ModelCard(cfg.model.name, kwargs, names, contract, dict(lineage), training, cnnray_version=__version__)
+    return ModelCard(cfg.model.name, kwargs, names, contract, dict(lineage), training, cnnray_version=__version__,
+                     format_version=2 if compression else 1, compression=dict(compression or {}))

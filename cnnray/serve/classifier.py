@@ -80,6 +80,10 @@ class ImageClassifier:
             detail = " ".join(line.strip() for line in str(e).splitlines()[1:2])[:300]
             raise UserInputError(f"the weights do not fit the network its card describes ({card.architecture}, "
                                  f"compression {card.compression.get('method') or 'none'}): {detail}") from None
+        if card.compression:
+            from cnnray.compress.structure import finish_structure
+
+            model = finish_structure(model, card.compression)
         self.model = model.float().eval().to(self.device)
         self.channels_last = channels_last
         if channels_last:

@@ -17,7 +17,7 @@ from cnnray.config.schema import Config
 from cnnray.train.early_stop import EarlyStopping
 from cnnray.train.ema import ModelEma, unwrap
 from cnnray.errors import NonFiniteLossError
-from cnnray.train.losses import build_loss
+from cnnray.train.losses import build_loss, distillation_loss
 from cnnray.train.metrics import MetricAccumulator
 from cnnray.train.nonfinite import NonFiniteGuard, poison_grads, step_skipping
 from cnnray.train.optim import build_optimizer
@@ -120,6 +120,9 @@ class Engine:
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.best_source: str | None = None
+        # Knowledge distillation (`cnnray compress --method distill`): an eval-mode teacher, run under no_grad.
+        self.teacher: nn.Module | None = None
+        self.distill_temperature, self.distill_alpha = 4.0, 0.7
 
     def _to_device(self, x: Tensor, y: Tensor) -> Batch:
         x = x.to(self.device, non_blocking=True)
@@ -176,6 +179,7 @@ class Engine:
         no_sync = getattr(self.wrapped, "no_sync", None)
         start = time.perf_counter()
         loss_total = torch.zeros((), dtype=torch.float32, device=self.device)  # stays on the device
+        kl_total = torch.zeros((), dtype=torch.float32, device=self.device)
         samples, micro = 0, 0
         for (x, y), last in _with_last(batches):
             x, y = self._to_device(x, y)
@@ -189,6 +193,12 @@ class Engine:
                 with self.precision.autocast():
                     logits = self.model(x)
                 loss = self.loss_fn(logits, y)
+                if self.teacher is not None:
+                    with torch.no_grad(), self.precision.autocast():
+                        teacher_logits = self.teacher(x)
+                    loss, kl = distillation_loss(logits, teacher_logits, loss, self.distill_temperature,
+                                                 self.distill_alpha)
+                    kl_total += kl * x.shape[0]
                 if self.nan_at_step is not None and self.nan_at_step == self.global_step:
                     loss = loss * float("nan")
                 self.guard.observe(loss, self.global_step)
@@ -201,9 +211,12 @@ class Engine:
         self._check_finite()  # also the epoch's one host sync, so the time below is real
         elapsed = time.perf_counter() - start
         self.epoch += 1
-        return {"train_loss": loss_total.item() / max(samples, 1), "lr": self.schedule.last_lr,
-                "images_per_s": samples / max(elapsed, 1e-9), "epoch_time_s": elapsed,
-                "global_step": self.global_step}
+        out = {"train_loss": loss_total.item() / max(samples, 1), "lr": self.schedule.last_lr,
+               "images_per_s": samples / max(elapsed, 1e-9), "epoch_time_s": elapsed,
+               "global_step": self.global_step}
+        if self.teacher is not None:  # the student's mean KL to the teacher at temperature T (this rank's batches)
+            out["train_kl_teacher"] = kl_total.item() / max(samples, 1)
+        return out
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Batch], *, use_ema: bool = False, prefix: str = "val_") -> dict[str, Any]:

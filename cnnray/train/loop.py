@@ -21,6 +21,7 @@ from cnnray.data import DatasetInfo, MemoryLoader, MixupCutmix, StreamingLoader,
 from cnnray.errors import NonFiniteLossError
 from cnnray.train.build import build_model
 from cnnray.train.engine import Engine
+from cnnray.train.init_state import initial_model, teacher_model
 from cnnray.train.test_hooks import FAIL_AT_EPOCH, NAN_AT_STEP
 
 STATE_FILE = "state.pt"  # full training state (model, EMA, optimizer, schedule, counters, RNG)
@@ -129,10 +130,14 @@ def run_loop(loop_config: dict[str, Any], session: LoopSession, *, arrays: tuple
         return nn.parallel.DistributedDataParallel(m, device_ids=ids)
 
     hooks: dict[str, int] = loop_config.get("test_hooks") or {}
-    engine = Engine(build_model(cfg, info.num_classes, info.channels), cfg, steps_per_epoch=steps_per_epoch,
+    model = initial_model(build_model(cfg, info.num_classes, info.channels), loop_config)
+    engine = Engine(model, cfg, steps_per_epoch=steps_per_epoch,
                     num_classes=info.num_classes, device=device, wrap=wrap, mixup=mix if mix.active else None,
                     nan_at_step=hooks.get(NAN_AT_STEP))
     engine.on_first_step = getattr(session, "on_first_step", None)
+    teacher = teacher_model(loop_config, device)
+    if teacher is not None:
+        engine.teacher, engine.distill_temperature, engine.distill_alpha = teacher
     model_ready = time.time()
     best: dict[str, Any] | None = None
     meta: dict[str, Any] = {}
@@ -182,6 +187,8 @@ def run_loop(loop_config: dict[str, Any], session: LoopSession, *, arrays: tuple
                     "confusion_matrix": val.get("confusion_matrix"), "weights": val.get("weights", "raw")}
             if rank == 0:
                 best = {k: v.detach().cpu().clone() for k, v in engine.weights_state(val.get("weights", "raw")).items()}
+                if hasattr(engine.module, "plain_state"):  # QAT: the best model is the architecture's fp32 weights
+                    best = engine.module.plain_state(best)
         write = done or (epoch + 1) % cfg.train.checkpoint_every == 0
         if write and rank == 0:
             with tempfile.TemporaryDirectory(prefix="cnnray-ckpt-") as d:

@@ -28,3 +28,16 @@ def build_loss(label_smoothing: float = 0.0) -> Callable[[Tensor, Tensor], Tenso
         return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
 
     return loss_fn
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, hard_loss: Tensor, temperature: float,
+                      alpha: float) -> tuple[Tensor, Tensor]:
+    """(alpha * KL(teacher_T || student_T) * T^2 + (1 - alpha) * hard_loss, the KL term) (Hinton et al. 2015).
+
+    T^2 keeps the soft term's gradients on the scale of the hard term's as T grows (softened logits
+    scale gradients by 1/T^2). KL is taken per sample ("batchmean"), in fp32, teacher as log-probabilities.
+    """
+    s = F.log_softmax(student.float() / temperature, dim=-1)
+    t = F.log_softmax(teacher.float() / temperature, dim=-1)
+    kl = F.kl_div(s, t, log_target=True, reduction="batchmean")
+    return alpha * kl * temperature**2 + (1.0 - alpha) * hard_loss, kl.detach()

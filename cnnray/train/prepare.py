@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +26,10 @@ class PreparedRun:
     storage_path: str
     run_dir: str
     resume: bool
+    # Set by `cnnray compress` (prune's fine-tune, distill): extra loop-config entries (`init_state.py`) and
+    # the compression entry of the registered model's card (its weights fit that structure).
+    loop_extra: dict[str, Any] = field(default_factory=dict)
+    card_compression: dict[str, Any] = field(default_factory=dict)
 
 
 def storage_root(cfg: Config) -> str:

@@ -42,7 +42,7 @@ def make_loop_config(prep: PreparedRun, threads: int | None = None,
     return {"cfg": cfg.model_dump(mode="json"), "info": prep.info.__dict__, "loader_kind": prep.loader_kind,
             "run_dir": prep.run_dir, "threads": threads or max(1, int(cfg.scaling.cpus_per_worker)),
             "test_hooks": read_test_hooks(),  # cnnray's own fault injection (env vars), not part of the config
-            **(extra or {})}
+            **prep.loop_extra, **(extra or {})}
 
 
 def _check_resume(prep: PreparedRun) -> ResumePoint:
@@ -217,7 +217,8 @@ def finish_run(prep: PreparedRun, ctx: Any, status: str, error: str | None, prio
 
         try:
             out.update(finish_training_run(ctx, cfg, prep, weights, meta,
-                                           make_card=partial(card_for_training, cfg, prep.info)))
+                                           make_card=partial(card_for_training, cfg, prep.info,
+                                                             compression=prep.card_compression or None)))
             tracking.end_run(ctx, "FINISHED")
         except BaseException:
             tracking.end_run(ctx, "FAILED")
