@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "rollback": "workflows.rollback",
     "registry": "workflows.registry",
     "compress": "workflows.compress",
+    "explore": "workflows.explore",
     "cluster": "workflows.cluster",
     "submit": "workflows.submit",
     "jobs": "workflows.jobs",

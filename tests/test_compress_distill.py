@@ -27,7 +27,7 @@ def test_distill_trains_a_student_as_a_ddp_ray_train_job_and_registers_it(ray_lo
     uri, name, m = mlflow_server, "cz-distill", digits_model
     register(uri, m, name)
     code, r, out = run_compress(capsys, "--model", f"models:/{name}/1", "--method", "distill", f"tracking.uri={uri}",
-                             "tracking.experiment=cz-distill", "train.epochs=3", "train.batch_size=64",
+                             "tracking.experiment=cz-distill", "train.epochs=2", "train.batch_size=64",
                              "train.precision=fp32", "train.ema=false", "scaling.runner=ray", "scaling.num_workers=2",
                              f"scaling.storage_path={tmp_path / 'runs'}", "--max-acc-drop", "100",
                              "--repeats", "2", "--json")
@@ -43,7 +43,7 @@ def test_distill_trains_a_student_as_a_ddp_ray_train_job_and_registers_it(ray_lo
     assert run.data.tags.get("cnnray.runner") != "local"  # trained on Ray Train (2 DDP workers)
     assert run.data.params["scaling.num_workers"] == "2"
     kl = [h.value for h in sorted(client.get_metric_history(run.info.run_id, "train_kl_teacher"), key=lambda h: h.step)]
-    assert len(kl) == 3 and kl[-1] < kl[0], kl  # the student moves towards the teacher
+    assert len(kl) == 2 and kl[-1] < kl[0], kl  # the student moves towards the teacher
     # The new version is the student: its card names the student's architecture and serves as any version.
     from cnnray.tracking.model_store import load_version
 
