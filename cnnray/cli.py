@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "registry": "workflows.registry",
     "compress": "workflows.compress",
     "explore": "workflows.explore",
+    "inspect": "workflows.inspect",
     "cluster": "workflows.cluster",
     "submit": "workflows.submit",
     "jobs": "workflows.jobs",

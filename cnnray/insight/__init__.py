@@ -4,5 +4,6 @@ Kept light on import: the workflow validates its arguments through `explore` bef
 """
 
 from cnnray.insight.explore import PARTS, check_out_dir, explore, parse_parts
+from cnnray.insight.inspect_options import parse_layers, parse_what
 
-__all__ = ["PARTS", "check_out_dir", "explore", "parse_parts"]
+__all__ = ["PARTS", "check_out_dir", "explore", "parse_layers", "parse_parts", "parse_what"]

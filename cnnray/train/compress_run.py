@@ -7,6 +7,7 @@ and registers it with the evidence.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -58,7 +59,8 @@ def training_config(method: str, card: Any, data: Any, tracking_uri: str, experi
     the user's keys. Registration is off: compress registers after its gate."""
     from cnnray.config.loader import parse_value
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # Time and pid: two commands started in the same second on the same version get runs of their own.
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     name = f"compress-{method}-{label.replace('models:/', '').replace('/', '-').replace('@', '-')}-{stamp}"
     items: dict[str, Any] = {"data": data.model_dump(mode="json"), "tracking.uri": tracking_uri,
                              "tracking.experiment": experiment, "registry.enabled": False, "run.name": name,
