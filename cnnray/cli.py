@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "compress": "workflows.compress",
     "explore": "workflows.explore",
     "inspect": "workflows.inspect",
+    "report": "workflows.report",
     "cluster": "workflows.cluster",
     "submit": "workflows.submit",
     "jobs": "workflows.jobs",

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,14 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     assert mv.tags["cnnray.tune_run"] == "asha" and mv.tags["cnnray.trial_id"] == best["trial_id"]
     assert mv.tags["cnnray.tune_parent_run_id"] == parent.info.run_id
     assert any("stopped by the scheduler" in line for line in lines) == (result["counts"]["stopped_early"] > 0)
+    # `cnnray report` of the tuned version shows its search: the parent's plots and trials table.
+    from cnnray.insight.report_version import report_version
+    from cnnray.serve.uri import parse_model_uri
+
+    page = report_version(parse_model_uri("models:/tune-asha@challenger"), mlflow_server, tmp_path, log=False)
+    assert page["tuned"] and page["figures"]["search"] == 3 and "search" not in page["missing"]
+    search = Path(page["path"]).read_text().split('<section id="search">')[1].split("</section>")[0]
+    assert parent.info.run_id in search and best["trial_id"] in search and "Trials, best first" in search
     _assert_resources_released(ray_local)
 
 

@@ -56,12 +56,17 @@ def main(argv: list[str] | None = None) -> int:
             files = report.write_eval_files(Path(args.out), res, names, summary)
             print(f"\nwrote {', '.join(f.name for f in files)} to {args.out}")
         if not args.no_log:
+            import tempfile
+
             from cnnray.tracking.evaluation import log_evaluation_run
 
             params = {"model_uri": version.label, "split": args.split, "data.source": data.source,
                       "data.path": data.path, "data_fingerprint": info.fingerprint, "n": res.n}
-            summary["run_id"] = log_evaluation_run(keys.tracking_uri, keys.experiment, version, res.metrics, params,
-                                                   [f for f in files if f.suffix in (".png", ".csv", ".json")])
+            with tempfile.TemporaryDirectory(prefix="cnnray-eval-") as tmp:
+                # The run always keeps its per-class table and matrix (what `cnnray report` shows).
+                files = files or report.write_eval_files(Path(tmp), res, names, summary)
+                summary["run_id"] = log_evaluation_run(keys.tracking_uri, keys.experiment, version, res.metrics,
+                                                       params, [f for f in files if f.suffix in (".png", ".csv", ".json")])
             print(f"recorded as MLflow run {summary['run_id']}")
         if args.json:
             print_json(summary)

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         from cnnray.errors import UserInputError
-        from cnnray.insight.inspect_options import default_out, parse_layers, parse_what
+        from cnnray.insight.inspect_options import parse_layers, parse_what
         from cnnray.serve.options import split_keys
         from cnnray.serve.uri import parse_model_uri
 
@@ -43,26 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
             raise UserInputError(f"--out {args.out!r} is an existing file, not a folder")
         keys = split_keys(args.overrides)
-        from cnnray.insight.inspect_run import InspectInput, check_request, inspect_model
-        from cnnray.serve.data import data_config_for, load_split
-        from cnnray.tracking.insight_artifacts import log_insight_artifacts
-        from cnnray.tracking.model_store import load_version
+        from cnnray.insight.inspect_version import inspect_version
 
-        clf, version = load_version(ref, keys.tracking_uri, channels_last=False)
-        try:
-            parts = check_request(clf.model, requested, attention_named, layers)
-        except ValueError as e:
-            raise UserInputError(str(e)) from None
-        split = load_split(data_config_for(clf.card, keys.data), "val")
-        images, y = split.x[:args.images], split.y[:args.images]
-        inp = InspectInput(clf.model, images, clf.transform(images.to(clf.device)), y, tuple(clf.card.class_names),
-                           f"{version.label} ({clf.card.architecture})")
-        out = Path(args.out) if args.out else default_out(version.name, version.version)
-        summary = inspect_model(inp, out, parts, requested, layers)
-        files = [out / f for f in summary["figures"].values()] + [out / "summary.json"]
-        summary.update(model=version.label, run_id=version.run_id,
-                       artifacts=log_insight_artifacts(keys.tracking_uri, version.run_id, files))
-        print(f"wrote {len(files)} files to {out}; logged to run {version.run_id} under insight/")
+        summary = inspect_version(ref, keys.tracking_uri, keys.data, Path(args.out) if args.out else None, requested,
+                                  attention_named, layers, args.images)
+        print(f"wrote {len(summary['artifacts'])} files to {summary['out']}; logged to run {summary['run_id']} "
+              "under insight/")
         if args.json:
             print_json(summary)
         return 0

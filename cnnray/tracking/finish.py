@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def finish_training_run(ctx: TrackingContext, cfg: Config, prep: Any, weights: d
             cm = meta["confusion_matrix"]
             log_artifact_file(ctx, plot_confusion_matrix(cm, names, Path(tmp) / "confusion_matrix.png"))
             log_text(ctx, per_class_report(cm, names), "per_class_report.txt")
+            # The numbers behind the picture, for `cnnray report`'s per-class table.
+            log_text(ctx, json.dumps({"class_names": names, "matrix": cm}), "confusion_matrix.json")
         history = {k: metric_history(ctx, k) for k in CURVE_KEYS}
         log_artifact_file(ctx, plot_learning_curves(history, Path(tmp) / "learning_curves.png"))
     weights_src = meta.get("weights", "raw")

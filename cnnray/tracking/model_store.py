@@ -7,6 +7,7 @@ graph that knows neither its classes nor its preprocessing.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +103,6 @@ def resolve(uri: str | ModelRef, tracking_uri: str) -> ResolvedVersion:
 
 def fetch(version: ResolvedVersion, tracking_uri: str, dst: str | Path | None = None) -> Path:
     """Download the version's card.json and weights.pt into a directory (refusing legacy versions)."""
-    import os
-
     import mlflow
     import yaml
 
@@ -124,6 +123,23 @@ def fetch(version: ResolvedVersion, tracking_uri: str, dst: str | Path | None = 
         if not (files / f).is_file():
             raise UserInputError(f"{version.label}: the model lacks artifacts/{f}; it is incomplete")
     return files
+
+
+def load_card(version: ResolvedVersion, tracking_uri: str) -> Any:
+    """The version's ModelCard alone (no weights download); UserInputError for a version without one."""
+    import mlflow
+
+    from cnnray.serve.card import ModelCard
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="cnnray-card-") as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{version.download_uri}/artifacts/{CARD_FILE}",
+                                                       dst_path=tmp)
+        except Exception:  # noqa: BLE001 - any way of not finding it means the same to the user
+            raise UserInputError(f"{version.label}: no artifacts/{CARD_FILE}; {LEGACY_HELP}") from None
+        return ModelCard.read(Path(path))
 
 
 def load_version(uri: str | ModelRef, tracking_uri: str, **classifier_kw: Any) -> tuple[Any, ResolvedVersion]:

@@ -10,7 +10,8 @@ matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str | Path) -> Path:
+def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str | Path,
+                          title: str = "confusion matrix (colour: share of the true class; numbers: counts)") -> Path:
     """Row-normalized confusion matrix with counts, saved as PNG."""
     import numpy as np
 
@@ -18,11 +19,13 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path:
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 2), max(4, 0.5 * n + 2)))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    shown = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     ax.set_xticks(range(n), class_names, rotation=90 if n > 10 else 0)
     ax.set_yticks(range(n), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
     if n <= 20:
         for i in range(n):
             for j in range(n):
@@ -34,21 +37,28 @@ def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path:
     return Path(path)
 
 
-def plot_learning_curves(history: dict[str, list[tuple[int, float]]], path: str | Path) -> Path:
+def plot_learning_curves(history: dict[str, list[tuple[int, float]]], path: str | Path,
+                         title: str = "training curves") -> Path:
     """Loss, accuracy and learning rate per epoch in three panels, saved as PNG."""
-    panels = [("loss", ["train_loss", "val_loss"]), ("accuracy", ["val_acc", "val_top5"]), ("lr", ["lr"])]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (title, keys) in zip(axes, panels):
+    panels = [("loss", ["train_loss", "val_loss"], "cross-entropy loss"),
+              ("accuracy", ["val_acc", "val_top5"], "validation accuracy (fraction)"),
+              ("lr", ["lr"], "learning rate (log scale)")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+    fig.suptitle(title, fontsize=11)
+    for ax, (title, keys, ylabel) in zip(axes, panels):
         for key in keys:
             points = history.get(key) or []
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         if title == "lr":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
