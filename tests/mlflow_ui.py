@@ -120,12 +120,20 @@ def artifact_view_images(page_factory: Browser, tracking_uri: str, experiment_id
             # The app sets the new alt before the new blob: URL: wait for a src the pane did not show before the click.
             before = json.dumps(page.evaluate("Array.from(document.querySelectorAll('.mlflow-artifact-right img'))"
                                               ".map((i) => i.src)") or [])
-            page.click(_js(f"__node({json.dumps(name)}, __children(__folder({json.dumps(folder)})))"),
-                       timeout_s=left())
             loaded = _js(f"(() => {{ const i = __preview({q}); return !!i && !{before}.includes(i.src) "
                          f"&& i.complete && i.naturalWidth > 0; }})()")
             try:
-                page.wait_for(loaded, left())
+                # A click that lands while the tree re-renders can be lost (seen on a loaded machine): click
+                # again until the pane shows this file; re-selecting the selected file changes nothing.
+                while True:
+                    page.click(_js(f"__node({json.dumps(name)}, __children(__folder({json.dumps(folder)})))"),
+                               timeout_s=left())
+                    try:
+                        page.wait_for(loaded, min(8.0, left()))
+                        break
+                    except TimeoutError:
+                        if time.monotonic() >= deadline:
+                            raise
             except TimeoutError:
                 state = page.evaluate(_js(f"(() => {{ const i = __preview({q}); return i && {{alt: i.alt, "
                                           f"src: i.src.slice(0, 120), complete: i.complete, "

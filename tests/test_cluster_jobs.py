@@ -175,7 +175,19 @@ def test_failed_job_exits_1_with_status_and_log_tail(cluster, mlflow_server):
     assert "FAILED" in p.stderr and "last 40 log lines" in p.stderr and "non-finite" in p.stderr
 
 
+@pytest.fixture
+def sigint_delivered():
+    """A pytest started in the background (`cmd &`) inherits SIGINT as ignored, and so would the command under
+    test: Python then leaves Ctrl-C ignored, as it should. Give the children the default disposition."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a handler: exec'd children get SIG_DFL
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_without_a_terminal_stops_the_job(cluster):
     env, work = cluster["env"], cluster["work"]
     proc = subprocess.Popen([sys.executable, "-m", "cnnray.cli", "submit", "train", *TINY, "train.epochs=50",
@@ -202,6 +214,7 @@ def test_ctrl_c_without_a_terminal_stops_the_job(cluster):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_at_a_terminal_asks_and_detach_leaves_the_job_running(cluster):
     env, work = cluster["env"], cluster["work"]
     master, slave = os.openpty()  # stdin is a terminal: the command asks

@@ -147,7 +147,9 @@ def plot_best_so_far(outcomes: list[TrialOutcome], metric: str, mode: str, path:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     if points:
         ax.step([p[0] for p in points], [p[1] for p in points], where="post")
-    ax.set_xlabel("trial-epochs spent")
+    ax.set_title(f"search progress: best {metric} found so far ({'higher' if mode == 'max' else 'lower'} is better)",
+                 fontsize=9)
+    ax.set_xlabel("trial-epochs spent (all trials, in the order they were reported)")
     ax.set_ylabel(f"best {metric} so far")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -213,6 +215,7 @@ def plot_metric_vs_params(outcomes: list[TrialOutcome], space: SearchSpace, metr
                Line2D([], [], marker="o", linestyle="", markersize=4, color=OTHER_STYLE["color"],
                       alpha=OTHER_STYLE["alpha"], label=f"other trials ({len(others)})")]
     axes.flat[0].legend(handles=handles, fontsize=7, loc="best")
+    fig.suptitle(f"each trial's best {metric} against the value it sampled", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
