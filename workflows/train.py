@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         from cnnray.train.run import format_train_summary, run_training
 
         result = run_training(cfg, verbose=args.verbose, prepared=prep)
-        print(format_train_summary(result), flush=True)
+        # A failure is one line on stderr (what scripts and `cnnray submit` show); a success goes to stdout.
+        print(format_train_summary(result), flush=True, file=sys.stdout if result["status"] == "FINISHED" else sys.stderr)
         if args.json:
             print_json(result)
         return 0 if result["status"] == "FINISHED" else EXIT_FAILED

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnray.errors import UserInputError
+from cnnray.errors import InvalidCardError, UserInputError
 
 FORMAT = "cnnray.image-classifier"
 FORMAT_VERSION = 2  # the newest card this cnnray reads (2: compressed versions)
@@ -33,6 +33,13 @@ class InputContract:
     std: tuple[float, ...]
     normalize: bool = True
     resize: str = "pil"  # "pil" (PIL bilinear) or "tensor" (torch bilinear, antialiased)
+
+
+def _check_not_newer(version: Any, where: str) -> None:
+    """UserInputError for a card newer than this cnnray reads (before its fields are judged: it may hold new ones)."""
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise UserInputError(f"{where + ': ' if where else ''}model card format_version {version} is newer than "
+                             f"this cnnray reads ({FORMAT_VERSION}); upgrade cnnray")
 
 
 @dataclass(frozen=True)
@@ -61,25 +68,33 @@ class ModelCard:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
-        """Validate the format and build a card (UserInputError on a card this version cannot read)."""
-        if d.get("format") != FORMAT:
-            raise UserInputError(f"not a cnnray model card (format={d.get('format')!r}, expected {FORMAT!r})")
-        if int(d.get("format_version", 0)) > FORMAT_VERSION:
-            raise UserInputError(f"model card format_version {d['format_version']} is newer than this cnnray "
-                                 f"reads ({FORMAT_VERSION}); upgrade cnnray")
-        inp = d["input"]
-        contract = InputContract(int(inp["image_size"]), int(inp["channels"]), tuple(inp["mean"]), tuple(inp["std"]),
-                                 bool(inp.get("normalize", True)), str(inp.get("resize", "pil")))
-        return cls(d["architecture"], dict(d["model_kwargs"]), tuple(d["class_names"]), contract,
-                   dict(d.get("lineage", {})), dict(d.get("training", {})), str(d.get("weights_sha256", "")),
-                   str(d.get("cnnray_version", "")), d["format"], int(d["format_version"]),
-                   dict(d.get("compression") or {}))
+    def from_dict(cls, d: dict[str, Any], where: str = "") -> ModelCard:
+        """Validate and build a card (InvalidCardError naming `where` and every problem; UserInputError on a
+        card of another format or a newer one)."""
+        from cnnray.serve.card_schema import validate_card
+
+        if isinstance(d, dict):
+            if d.get("format") != FORMAT:
+                raise InvalidCardError([f"format: not a cnnray model card (format={d.get('format')!r}, "
+                                        f"expected {FORMAT!r})"], where)
+            _check_not_newer(d.get("format_version"), where)
+        v = validate_card(d, where)
+        _check_not_newer(v.format_version, where)  # a version given as text ("3") is only a number now
+        i = v.input
+        contract = InputContract(i.image_size, i.channels, tuple(i.mean), tuple(i.std), i.normalize, i.resize)
+        return cls(v.architecture, dict(v.model_kwargs), tuple(v.class_names), contract, dict(v.lineage),
+                   dict(v.training), v.weights_sha256, v.cnnray_version, v.format, v.format_version,
+                   dict(v.compression or {}))
 
     @classmethod
-    def read(cls, path: str | Path) -> ModelCard:
-        """Read card.json."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def read(cls, path: str | Path, where: str = "") -> ModelCard:
+        """Read card.json (problems are reported as the card of `where`, the path by default)."""
+        where = where or str(path)
+        try:
+            d = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidCardError([f"(card): not JSON text ({e})"], where) from None
+        return cls.from_dict(d, where)
 
 
 def card_for_training(cfg: Any, info: Any, *, lineage: dict[str, str], training: dict[str, Any],

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from cnnray.data.transforms import BatchTransform
-from cnnray.errors import UserInputError
+from cnnray.errors import InvalidCardError, UserInputError
 from cnnray.serve.card import CARD_FILE, WEIGHTS_FILE, ModelCard
 from cnnray.serve.preprocess import to_model_input
 
@@ -66,7 +66,10 @@ class ImageClassifier:
 
         self.card = card
         self.device = torch.device(device)
-        model = create_model(card.architecture, **card.model_kwargs)
+        try:
+            model = create_model(card.architecture, **card.model_kwargs)
+        except (TypeError, ValueError) as e:  # an option the factory refuses (a card built by hand, not validated)
+            raise InvalidCardError([f"model_kwargs: cannot build model {card.architecture!r} from them: {e}"]) from None
         if card.compression:  # a compressed version: its weights fit the compressed structure
             from cnnray.compress.structure import apply_structure
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnray.errors import UserInputError
+from cnnray.errors import InvalidCardError, UserInputError
 from cnnray.serve.card import CARD_FILE, WEIGHTS_FILE
 from cnnray.serve.uri import ModelRef, parse_model_uri
 
@@ -139,7 +139,7 @@ def load_card(version: ResolvedVersion, tracking_uri: str) -> Any:
                                                        dst_path=tmp)
         except Exception:  # noqa: BLE001 - any way of not finding it means the same to the user
             raise UserInputError(f"{version.label}: no artifacts/{CARD_FILE}; {LEGACY_HELP}") from None
-        return ModelCard.read(Path(path))
+        return ModelCard.read(Path(path), where=version.label)
 
 
 def load_version(uri: str | ModelRef, tracking_uri: str, **classifier_kw: Any) -> tuple[Any, ResolvedVersion]:
@@ -148,7 +148,10 @@ def load_version(uri: str | ModelRef, tracking_uri: str, **classifier_kw: Any) -
 
     version = resolve(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="cnnray-model-") as tmp:
-        clf = ImageClassifier.from_dir(fetch(version, tracking_uri, tmp), **classifier_kw)
+        try:
+            clf = ImageClassifier.from_dir(fetch(version, tracking_uri, tmp), **classifier_kw)
+        except InvalidCardError as e:  # named after the download directory: name the version instead
+            raise e.at(version.label) from None
     return clf, version
 
 

@@ -20,19 +20,21 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnray.config import Config
 from cnnray.errors import ConfigError
+from cnnray.train.failures import FATAL_EXIT, RankFailure, is_fatal, repeated_kill, signal_name
 from cnnray.train.local_store import CheckpointStore
 
 if TYPE_CHECKING:  # torch is imported where it is used: `prestart` runs before the command imports it
     import torch
 
 log = logging.getLogger("cnnray")
-RANK_LOG = "rank{rank}.log"  # a child's stderr, in the run folder
+RANK_LOG = "rank{rank}.log"  # a child's stderr (Python's and native code's, faulthandler's stacks), in the run folder
+LOG_TAIL_LINES = 30  # of a failed rank's log, carried by the restart message and the MLflow run
 
 
 def workers_of(cfg: Config) -> int | None:
@@ -113,10 +115,20 @@ class LocalSession:
 
     def __init__(self, rank: int, world: int, device: torch.device,
                  on_report: Callable[[dict[str, Any], Path | None], None] | None = None,
-                 on_first_step: Callable[[], None] | None = None) -> None:
+                 on_first_step: Callable[[], None] | None = None, store: CheckpointStore | None = None) -> None:
         self.rank, self.world, self.device = rank, world, device
         self.on_report = on_report
         self.on_first_step = on_first_step  # called by the engine after this rank's first optimizer step
+        self.store = store  # rank 0's: checkpoints are written straight into the run folder
+        self.engine: Any = None  # set by the loop; the driver reads the step a failure happened at
+
+    def stage_checkpoint(self) -> Path:
+        if self.store is None:
+            raise RuntimeError("only rank 0 writes checkpoints")
+        return self.store.stage()
+
+    def latest_checkpoint(self) -> str | None:
+        return self.store.latest if self.store is not None else None
 
     def resume_checkpoint(self) -> None:
         return None  # the driver hands the checkpoint to start from in as init_checkpoint
@@ -187,12 +199,17 @@ class RankPool:
 
     def last_error(self, rank: int) -> str:
         """The last line of a rank's log (its traceback's message)."""
+        lines = self.log_tail(rank, 1)
+        return lines[-1][:300] if lines else "no output"
+
+    def log_tail(self, rank: int, count: int = LOG_TAIL_LINES) -> list[str]:
+        """The last `count` non-empty lines of a rank's log (a Python traceback or a native crash's stack)."""
         path = self.run_dir / RANK_LOG.format(rank=rank)
         try:
             lines = [s for s in path.read_text(errors="replace").splitlines() if s.strip()]
         except OSError:
-            return "no log"
-        return lines[-1][:300] if lines else "no output"
+            return ["no log"]
+        return lines[-count:]
 
     def stop(self) -> None:
         for p in self.procs:
@@ -249,13 +266,42 @@ class LocalOutcome:
     checkpoint: str | None
     last: dict[str, Any]
     restarts: int
+    failures: list[str] = field(default_factory=list)  # per restart: what failed, with the rank's log tail
+
+
+class RunFailed(RuntimeError):
+    """The run ended on a failure (retries spent, or one a restart cannot fix); `failures` as in LocalOutcome."""
+
+    def __init__(self, message: str, failures: list[str]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+def _failed_rank(pool: RankPool) -> tuple[int, int | None] | None:
+    """(rank, exit code) of the first child that failed, waiting briefly for one that broke the collective."""
+    for rank, p in enumerate(pool.procs, start=1):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=3)  # a rank that broke the collective may still be exiting
+        if p.poll() not in (None, 0):
+            return rank, p.returncode
+    return None
+
+
+def _describe(pool: RankPool, rank: int, code: int | None) -> tuple[str, str]:
+    """(one line, the line plus the rank's log tail) for a rank that exited with `code`."""
+    how = f"was killed by {signal_name(code)}" if signal_name(code) else f"exited with code {code}"
+    line = f"local worker rank {rank} {how}: {pool.last_error(rank)}"
+    tail = "\n".join(f"  | {s}" for s in pool.log_tail(rank))
+    return line, f"{line}\n  rank {rank}'s log ({pool.run_dir / RANK_LOG.format(rank=rank)}), last lines:\n{tail}"
 
 
 def run_local(cfg: Config, loop_config: dict[str, Any], run_dir: str, *, start_from: str | None,
               on_report: Callable[[dict[str, Any], bool], None], on_line: Callable[[str], None],
               on_first_step: Callable[[], None] | None = None) -> LocalOutcome:
     """Train with `world` local ranks; on a failure restart every rank from the latest checkpoint, up to
-    scaling.max_failures times. KeyboardInterrupt/SystemExit pass through (checkpoints already written stay)."""
+    scaling.max_failures times, unless a restart cannot help (`failures.py`: a full disk, bad input inside a
+    rank, the same rank SIGKILLed twice at one step). KeyboardInterrupt/SystemExit pass through (checkpoints
+    already written stay); a failure that ends the run raises RunFailed."""
     from cnnray.train.loop import run_loop
 
     world = workers_of(cfg) or 1
@@ -274,12 +320,15 @@ def run_local(cfg: Config, loop_config: dict[str, Any], run_dir: str, *, start_f
     restarts, limit = 0, cfg.scaling.max_failures
     rendezvous_files: list[Path] = []
     added: list[str] = []  # checkpoints this command wrote (a retry starts from the newest)
+    failures: list[str] = []
+    previous: RankFailure | None = None
     while True:
         # The resume point the driver checked (it may be Ray Train's, newer than this store's latest), then
         # after a failure the newest checkpoint this command wrote.
         start = added[-1] if added else start_from
         config = {**loop_config, "init_checkpoint": start}
         pool = RankPool(world, run_dir)
+        session = LocalSession(0, world, devices[0], report, on_first_step, store)
         try:
             if world > 1:
                 rendezvous = Path(run_dir) / f".rendezvous-{os.getpid()}-{restarts}"
@@ -287,26 +336,35 @@ def run_local(cfg: Config, loop_config: dict[str, Any], run_dir: str, *, start_f
                 rendezvous_files.append(rendezvous)
                 pool.start(config, devices, str(rendezvous))
                 init_group(0, world, str(rendezvous), devices[0], cfg.scaling.collective_timeout_s)
-            run_loop({**config, "init_checkpoint": LocalCheckpoint(start) if start else None},
-                     LocalSession(0, world, devices[0], report, on_first_step))
+            run_loop({**config, "init_checkpoint": LocalCheckpoint(start) if start else None}, session)
             pool.wait(cfg.scaling.collective_timeout_s)
-            return LocalOutcome(added[-1] if added else None, dict(last), restarts)
+            return LocalOutcome(added[-1] if added else None, dict(last), restarts, failures)
         except (KeyboardInterrupt, SystemExit, StopRun):
             raise
         except Exception as e:  # noqa: BLE001 - a rank's failure: retried from the latest checkpoint
-            detail = f"{type(e).__name__}: {e}"
-            for rank, p in enumerate(pool.procs, start=1):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    p.wait(timeout=3)  # a rank that broke the collective may still be exiting
-                if p.poll() not in (None, 0):
-                    detail = f"local worker rank {rank} exited with code {p.returncode}: {pool.last_error(rank)}"
-                    break
-            if limit != -1 and restarts >= limit:
-                raise RuntimeError(detail) from e
+            detail = full = f"{type(e).__name__}: {e}"
+            fatal = is_fatal(e)
+            failed = _failed_rank(pool)
+            if failed is not None:
+                rank, code = failed
+                detail, full = _describe(pool, rank, code)
+                now = RankFailure(rank, code, int(getattr(session.engine, "global_step", -1)))
+                if code == FATAL_EXIT:
+                    fatal = True
+                elif repeated_kill(previous, now):
+                    fatal = True
+                    detail = (f"local worker rank {rank} was killed by SIGKILL twice at step {now.step} (likely the "
+                              "out-of-memory killer: lower train.batch_size or scaling.num_workers); a restart "
+                              "would repeat it")
+                    full = detail + full[full.index("\n"):]
+                previous = now
+            failures.append(full)
+            if fatal or (limit != -1 and restarts >= limit):
+                raise RunFailed(detail, failures) from e
             restarts += 1
             on_line(f"worker failure ({detail[:300]}); restarting from "
                     f"{Path(added[-1] if added else start_from or 'the start').name} (restart {restarts} of "
-                    f"{'unlimited' if limit == -1 else limit})")
+                    f"{'unlimited' if limit == -1 else limit})" + (full[full.index("\n"):] if "\n" in full else ""))
         finally:
             pool.stop()
             leave_group()

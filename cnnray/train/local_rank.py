@@ -8,13 +8,16 @@ it exits 0. It dies with its parent (PR_SET_PDEATHSIG), so a killed command leav
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import json
+import os
 import signal
 import sys
 import traceback
 
 import torch  # noqa: F401 - imported before stdin is read: this is the start-up work the prestart overlaps
 
+from cnnray.train.failures import FATAL_EXIT, is_fatal
 from cnnray.train.local import LocalCheckpoint, LocalSession, init_group, leave_group
 from cnnray.train.loop import run_loop
 
@@ -36,7 +39,11 @@ def main() -> int:
         return 0
     msg = json.loads(line)
     with open(msg["log"], "a", buffering=1) as log:
+        # File descriptor 2 too, not only sys.stderr: a native crash (SIGABRT, SIGSEGV in a kernel or in
+        # gloo) writes there, and faulthandler dumps every thread's Python stack there before the process dies.
+        os.dup2(log.fileno(), 2)
         sys.stderr = log
+        faulthandler.enable(file=log, all_threads=True)
         try:
             device = torch.device(msg["device"])
             config = msg["loop_config"]
@@ -47,7 +54,7 @@ def main() -> int:
         except BaseException as e:  # noqa: BLE001 - the last line of the log is what the driver shows
             traceback.print_exc(file=log)
             print(f"{type(e).__name__}: {e}", file=log)
-            return 1
+            return FATAL_EXIT if is_fatal(e) else 1
         finally:
             leave_group()
     return 0

@@ -38,6 +38,8 @@ class CheckpointStore:
         self.keep, self.monitor, self.mode = keep, monitor, mode
         self.entries: list[dict[str, Any]] = []
         self.latest: str | None = None
+        for stale in self.dir.glob(".checkpoint_*.tmp"):  # a write cut short (SIGKILL, full disk); we hold the claim
+            shutil.rmtree(stale, ignore_errors=True)
         path = self.dir / INDEX_FILE
         if path.exists():  # a resumed local run: its earlier checkpoints stay ranked with the new ones
             index = json.loads(path.read_text())
@@ -47,20 +49,45 @@ class CheckpointStore:
         """Path of the newest checkpoint, or None."""
         return str(self.dir / self.latest) if self.latest else None
 
-    def add(self, source: Path, metrics: dict[str, Any]) -> str:
-        """Copy a checkpoint folder in under a new name; returns its path."""
+    def stage(self) -> Path:
+        """A fresh hidden folder in the run folder to write the next checkpoint into: `add` then renames it
+        (one write on the checkpoints' own filesystem; the system temp folder's size does not matter)."""
+        path = self.dir / f".{self._new_name()}.tmp"
+        path.mkdir()
+        return path
+
+    def _new_name(self) -> str:
         name = datetime.now().strftime("checkpoint_%Y-%m-%d_%H-%M-%S.%f")
-        while (self.dir / name).exists():  # two checkpoints within a microsecond (a clock step back)
+        while (self.dir / name).exists() or (self.dir / f".{name}.tmp").exists():  # within a microsecond
             name += "0"
-        tmp = self.dir / f".{name}.tmp"
-        shutil.copytree(source, tmp)
-        os.replace(tmp, self.dir / name)
+        return name
+
+    def add(self, source: Path, metrics: dict[str, Any]) -> str:
+        """Move a staged checkpoint folder (else copy one from elsewhere) in under a new name; returns its path."""
+        name = self._new_name()
+        if source.parent.resolve() == self.dir.resolve():
+            os.replace(source, self.dir / name)
+        else:
+            tmp = self.dir / f".{name}.tmp"
+            try:
+                shutil.copytree(source, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial copy behind
+                raise
+            os.replace(tmp, self.dir / name)
         score = metrics.get(self.monitor)
+        before = (list(self.entries), self.latest)
         self.entries.append({"name": name, "epoch": metrics.get("epoch"),
                              "score": float(score) if isinstance(score, (int, float)) else None})
         self.latest = name
         dropped = self._prune()
-        self._write_index()
+        try:
+            self._write_index()
+        except BaseException:  # e.g. the disk filled up: the list on disk still names the previous checkpoints
+            self.entries, self.latest = before
+            shutil.rmtree(self.dir / name, ignore_errors=True)
+            (self.dir / f".{INDEX_FILE}.tmp").unlink(missing_ok=True)
+            raise
         for old in dropped:  # after the index no longer names them
             shutil.rmtree(self.dir / old, ignore_errors=True)
         return str(self.dir / name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -18,11 +19,12 @@ from torch import nn
 
 from cnnray.config import Config, to_yaml
 from cnnray.data import DatasetInfo, MemoryLoader, MixupCutmix, StreamingLoader, build_transforms, load_arrays
-from cnnray.errors import NonFiniteLossError
+from cnnray.errors import NonFiniteLossError, StorageFullError
 from cnnray.train.build import build_model
 from cnnray.train.engine import Engine
+from cnnray.train.failures import is_storage_full, storage_full_error, tree_bytes
 from cnnray.train.init_state import initial_model, teacher_model
-from cnnray.train.test_hooks import FAIL_AT_EPOCH, NAN_AT_STEP
+from cnnray.train.test_hooks import FAIL_AT_EPOCH, FAULT_AT_STEP, NAN_AT_STEP
 
 STATE_FILE = "state.pt"  # full training state (model, EMA, optimizer, schedule, counters, RNG)
 BEST_FILE = "best_model.pt"  # weights of the best epoch so far (raw or EMA, whichever won)
@@ -45,6 +47,10 @@ class LoopSession(Protocol):
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         """One epoch's metrics, with the directory of its checkpoint (rank 0, when one was written)."""
 
+    # Optional: `stage_checkpoint() -> Path`, a fresh folder on the checkpoints' own filesystem that the
+    # host renames into place on report (else a system temp folder the host copies from), and
+    # `latest_checkpoint() -> str | None`, named in a full-disk error.
+
 
 def _fail_once(batches: Iterable, marker: Path, rank: int) -> Iterator:
     """Test hook (CNNRAY_TEST_FAIL_AT_EPOCH): the process dies half-way through the epoch, once per run (a real crash)."""
@@ -58,11 +64,35 @@ def _fail_once(batches: Iterable, marker: Path, rank: int) -> Iterator:
         yield item
 
 
-def _save_checkpoint(directory: Path, engine: Engine, best: dict[str, Any] | None, meta: dict[str, Any],
+def _fault_at_step(batches: Iterable, engine: Engine, spec: str, marker: Path) -> Iterator:
+    """Test hook (CNNRAY_TEST_FAULT_AT_STEP=KIND@STEP, rank 1): at global step STEP this process is SIGKILLed on
+    every attempt (the out-of-memory killer's way), aborts natively once, or raises a ConfigError every time."""
+    import signal
+
+    from cnnray.errors import ConfigError
+
+    kind, step = spec.split("@")[0], int(spec.split("@")[1])
+    for item in batches:
+        if engine.global_step >= step:
+            if kind == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif kind == "config":
+                raise ConfigError("model.test_fault: injected bad input found inside a worker")
+            elif not marker.exists():
+                marker.write_text("aborted\n")
+                os.abort()
+        yield item
+
+
+def _save_checkpoint(directory: Path, state: dict[str, Any], best: dict[str, Any] | None, meta: dict[str, Any],
                      cfg: Config) -> None:
-    torch.save(engine.state_dict(), directory / STATE_FILE)
+    # Through file objects we open: torch's own writer turns ENOSPC into an "unexpected pos" RuntimeError,
+    # Python's file keeps the OSError (as the error's context) that says the disk is full.
+    with open(directory / STATE_FILE, "wb") as f:
+        torch.save(state, f)
     if best is not None:
-        torch.save(best, directory / BEST_FILE)
+        with open(directory / BEST_FILE, "wb") as f:
+            torch.save(best, f)
     (directory / META_FILE).write_text(json.dumps(meta))
     (directory / "config.yaml").write_text(to_yaml(cfg))
 
@@ -78,6 +108,39 @@ def _load_checkpoint(d: Path, engine: Engine, device: torch.device) -> tuple[dic
         return best, json.loads(path.read_text())
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(f"cannot resume from {path}: {type(e).__name__}: {e}") from e
+
+
+def _write_checkpoint(session: LoopSession, engine: Engine, best: dict[str, Any] | None, meta: dict[str, Any],
+                      cfg: Config, metrics: dict[str, Any]) -> StorageFullError | None:
+    """Write rank 0's checkpoint and report it; a full disk is returned (the partial folder removed), not raised."""
+    state = engine.state_dict()
+    stage = getattr(session, "stage_checkpoint", None)
+    directory = stage() if stage is not None else Path(tempfile.mkdtemp(prefix="cnnray-ckpt-"))
+    try:
+        _save_checkpoint(directory, state, best, meta, cfg)
+        session.report(metrics, directory)
+    except Exception as e:
+        if not is_storage_full(e):
+            raise
+        latest = getattr(session, "latest_checkpoint", lambda: None)()
+        return storage_full_error(directory, tree_bytes(state) + tree_bytes(best), latest)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)  # a staged folder is renamed away on report; a partial one goes
+    return None
+
+
+def _agree(failure: Exception | None, rank: int, world: int, device: torch.device) -> str | None:
+    """Rank 0's checkpoint failure, made known to every rank so that all of them end the run together (a
+    rank left waiting in the next epoch's all-reduce would look like a hang, then a fault to retry)."""
+    if world == 1:
+        return str(failure) if failure is not None else None
+    import torch.distributed as dist
+
+    flag = torch.tensor([1 if failure is not None else 0], device=device)
+    dist.broadcast(flag, src=0)
+    if not int(flag.item()):
+        return None
+    return str(failure) if rank == 0 else "rank 0 could not write its checkpoint"
 
 
 def _apply_optim_config(optimizer: torch.optim.Optimizer, cfg: Config) -> None:
@@ -129,12 +192,14 @@ def run_loop(loop_config: dict[str, Any], session: LoopSession, *, arrays: tuple
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(m, device_ids=ids)
 
-    hooks: dict[str, int] = loop_config.get("test_hooks") or {}
+    hooks: dict[str, Any] = loop_config.get("test_hooks") or {}
     model = initial_model(build_model(cfg, info.num_classes, info.channels), loop_config)
     engine = Engine(model, cfg, steps_per_epoch=steps_per_epoch,
                     num_classes=info.num_classes, device=device, wrap=wrap, mixup=mix if mix.active else None,
                     nan_at_step=hooks.get(NAN_AT_STEP))
     engine.on_first_step = getattr(session, "on_first_step", None)
+    if hasattr(session, "engine"):  # a local host reads the step a rank failed at (see failures.py)
+        session.engine = engine
     teacher = teacher_model(loop_config, device)
     if teacher is not None:
         engine.teacher, engine.distill_temperature, engine.distill_alpha = teacher
@@ -161,6 +226,8 @@ def run_loop(loop_config: dict[str, Any], session: LoopSession, *, arrays: tuple
         batches: Iterable = train_loader
         if hooks.get(FAIL_AT_EPOCH) == epoch and rank == fail_rank:
             batches = _fail_once(train_loader, marker, rank)
+        if hooks.get(FAULT_AT_STEP) and rank == 1:
+            batches = _fault_at_step(batches, engine, str(hooks[FAULT_AT_STEP]), marker.with_name(".abort_marker"))
         try:
             train_metrics = engine.train_epoch(batches)
         except NonFiniteLossError as e:
@@ -190,11 +257,16 @@ def run_loop(loop_config: dict[str, Any], session: LoopSession, *, arrays: tuple
                 if hasattr(engine.module, "plain_state"):  # QAT: the best model is the architecture's fp32 weights
                     best = engine.module.plain_state(best)
         write = done or (epoch + 1) % cfg.train.checkpoint_every == 0
+        failure = None
         if write and rank == 0:
-            with tempfile.TemporaryDirectory(prefix="cnnray-ckpt-") as d:
-                _save_checkpoint(Path(d), engine, best, {**meta, "epoch": epoch}, cfg)
-                session.report(metrics, Path(d))
+            failure = _write_checkpoint(session, engine, best, {**meta, "epoch": epoch}, cfg, metrics)
         else:
             session.report(metrics, None)
+        fatal = _agree(failure, rank, world, device) if write else None
+        if fatal is not None:
+            # Not a worker fault: a restart would fill the same disk. The run ends FAILED now, keeping the
+            # checkpoints that were written whole.
+            session.report({"epoch": epoch, "error": fatal, "done": True, "fatal": True}, None)
+            return
         if stop:
             break

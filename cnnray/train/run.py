@@ -111,7 +111,7 @@ def _train_locally(prep: PreparedRun, point: ResumePoint | None, prior_status: s
     """The run in this process (+ local rank processes): MLflow opened and fed from a background thread."""
     from cnnray.jobs.local import start_run_watchdog
     from cnnray.ray_session import GracefulStop
-    from cnnray.train.local import StopRun, run_local
+    from cnnray.train.local import RunFailed, StopRun, run_local
 
     cfg = prep.cfg
     background = _open_tracking(prep, point, prior_status) if cfg.tracking.enabled else None
@@ -126,26 +126,30 @@ def _train_locally(prep: PreparedRun, point: ResumePoint | None, prior_status: s
             if background.error:  # the store is gone: stop now rather than train into a run nobody records
                 raise StopRun(background.error)
 
-    status, error, outcome, last = "FAILED", None, None, {}
+    status, error, outcome, last, failures = "FAILED", None, None, {}, []
     try:
         with GracefulStop():
             clock.mark("run_started")
             outcome = run_local(cfg, make_loop_config(prep), prep.run_dir,
                                 start_from=point.checkpoint_dir if point else None, on_report=relay,
                                 on_line=on_line, on_first_step=background.start if background else None)
-        last = outcome.last
+        last, failures = outcome.last, outcome.failures
         status, error = outcome_of(last)
     except (KeyboardInterrupt, SystemExit):
         status, error = "KILLED", "interrupted"
+    except RunFailed as e:
+        error, failures = f"training failed: {e}", e.failures
     except Exception as e:  # noqa: BLE001 - any failure must still close the MLflow run
         error = f"training failed: {type(e).__name__}: {e}"
     ctx = background.close() if background is not None else None
     if background is not None and background.error and status == "FINISHED":
         status, error = "FAILED", background.error
-    if outcome is not None and outcome.restarts and ctx is not None:
+    if failures and ctx is not None:
         from cnnray import tracking
 
-        tracking.runs.set_tags(ctx, {"cnnray.restarts": str(outcome.restarts)})
+        # Each failure with the failed rank's log tail (a native crash's stack included): what a restart hid.
+        tags = {f"cnnray.failure_{i}": text[:5000] for i, text in enumerate(failures, start=1)}
+        tracking.runs.set_tags(ctx, {**tags, "cnnray.restarts": str(outcome.restarts if outcome else len(failures) - 1)})
     return finish_run(prep, ctx, status, error or (background.error if background else None), prior_status,
                       outcome.checkpoint if outcome else None, last, clock, t0, verbose=verbose, on_line=on_line)
 
@@ -245,6 +249,8 @@ def _close_unfinished(ctx: Any, status: str, error: str | None, prior_status: st
         tracking.runs.set_tags(ctx, {"cnnray.resume_failed": f"{status}: {error}"[:5000]})
         tracking.end_run(ctx, "FINISHED")
     else:
+        if error:
+            tracking.runs.set_tags(ctx, {"cnnray.error": str(error)[:5000]})
         tracking.end_run(ctx, status)
 
 
@@ -260,6 +266,8 @@ def format_train_summary(r: dict[str, Any]) -> str:
         f"run {r['run_name']}  MLflow run {r.get('run_id')}  checkpoint {r.get('checkpoint')}",
     ]
     if r.get("version"):
-        lines.append(f"registered {r['registered_name']} version {r['version']}"
-                     + (f" as @{r['alias']}" if r.get("alias") else "") + f"  ({r['model_uri']})")
+        # The URIs every later command takes (the logged model's own models:/m-... id is in --json's model_uri).
+        name, version, alias = r["registered_name"], r["version"], r.get("alias")
+        lines.append(f"registered {name} version {version}" + (f" as @{alias}" if alias else "")
+                     + f": models:/{name}/{version}" + (f" (or models:/{name}@{alias})" if alias else ""))
     return "\n".join(lines)

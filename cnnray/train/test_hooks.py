@@ -12,12 +12,16 @@ from collections.abc import Mapping
 
 NAN_AT_STEP = "CNNRAY_TEST_NAN_AT_STEP"  # make the loss NaN at this global (optimizer) step
 FAIL_AT_EPOCH = "CNNRAY_TEST_FAIL_AT_EPOCH"  # rank 1 (or 0 alone) dies once, half-way through this epoch
+# "KIND@STEP": rank 1 fails at this global step. kill: SIGKILLed on every attempt (an out-of-memory kill);
+# abort: a native crash (SIGABRT) on the first attempt only; config: a ConfigError on every attempt.
+FAULT_AT_STEP = "CNNRAY_TEST_FAULT_AT_STEP"
+FAULT_KINDS = ("kill", "abort", "config")
 
 
-def read_test_hooks(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+def read_test_hooks(environ: Mapping[str, str] | None = None) -> dict[str, int | str]:
     """The hooks set in the environment, as {variable: value}; a malformed value is a clear error."""
     environ = os.environ if environ is None else environ
-    hooks = {}
+    hooks: dict[str, int | str] = {}
     for name in (NAN_AT_STEP, FAIL_AT_EPOCH):
         text = environ.get(name, "").strip()
         if not text:
@@ -25,4 +29,10 @@ def read_test_hooks(environ: Mapping[str, str] | None = None) -> dict[str, int]:
         if not text.isdigit():
             raise ValueError(f"{name}={text!r} must be a non-negative integer")
         hooks[name] = int(text)
+    text = environ.get(FAULT_AT_STEP, "").strip()
+    if text:
+        kind, _, step = text.partition("@")
+        if kind not in FAULT_KINDS or not step.isdigit():
+            raise ValueError(f"{FAULT_AT_STEP}={text!r} must be KIND@STEP with KIND one of {', '.join(FAULT_KINDS)}")
+        hooks[FAULT_AT_STEP] = text
     return hooks

@@ -10,6 +10,7 @@ import ray.train
 import ray.train.torch
 import torch
 
+from cnnray.errors import UserInputError
 from cnnray.train.loop import BEST_FILE, META_FILE, STATE_FILE, run_loop
 
 __all__ = ["BEST_FILE", "META_FILE", "STATE_FILE", "TrainWorkerSession", "train_loop_per_worker"]
@@ -42,5 +43,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Train on this worker's shard; rank 0 writes checkpoints, every rank reports each epoch."""
     session = TrainWorkerSession(set(loop_config.get("skip_checkpoints") or ()))
     init = loop_config.get("init_checkpoint")
-    # A path from the driver (train.resume_from, a Tune checkpoint): opened as a Checkpoint here, on the worker.
-    run_loop({**loop_config, "init_checkpoint": ray.train.Checkpoint(init) if init else None}, session)
+    try:
+        # A path from the driver (train.resume_from, a Tune checkpoint): opened as a Checkpoint here, on the worker.
+        run_loop({**loop_config, "init_checkpoint": ray.train.Checkpoint(init) if init else None}, session)
+    except UserInputError as e:
+        # Bad input found inside a worker (every rank finds it alike): Ray Train would retry it
+        # scaling.max_failures times for nothing, so the run ends with it as its last report instead.
+        ray.train.report({"epoch": -1, "error": f"{type(e).__name__}: {e}", "done": True, "fatal": True})
