@@ -21,6 +21,26 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 REPO = Path(__file__).resolve().parents[1]
 
 
+# A test that uses one of these starts real Ray, MLflow, a 3-node cluster, a live training or Chromium:
+# `-m "not slow"` (the inner loop) leaves it out; CI runs everything.
+SLOW_FIXTURES = {"ray_local", "mlflow_server", "cluster", "live_run", "browser", "quantized", "onnx_path", "explored"}
+# The heaviest files first (seconds measured serially on 2 cores, 2026-12-02), so that pytest-xdist's
+# `--dist loadfile` hands them out before the many short ones and both workers finish together.
+HEAVY_FIRST = ["test_cluster_jobs.py", "test_tune_search.py", "test_integration_train.py", "test_safety.py",
+               "test_bench.py", "test_train_local.py", "test_run_faults.py", "test_train_streaming.py",
+               "test_compress_quantize_workflow.py", "test_report.py", "test_promote_gate.py",
+               "test_compress_distill.py", "test_tune_space.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that start real servers or clusters `slow`; put the heaviest files first (stable)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda it: rank.get(Path(str(it.fspath)).name, len(rank)))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tests use tiny tensors: one thread is fastest and avoids OpenMP spin-waits on a busy 2-core CPU."""

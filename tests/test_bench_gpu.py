@@ -9,6 +9,7 @@ import pytest
 import torch
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_gpu_bench_without_cuda_exits_2():
     p = subprocess.run([sys.executable, "-m", "cnnray.cli", "bench", "train", "--gpu"], capture_output=True, text=True)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cnnray.models import count_params, create_model, list_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +19,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_models_json():
     proc = _run("--json", "--input-size", "32")
     assert proc.returncode == 0, proc.stderr

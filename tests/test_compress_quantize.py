@@ -153,6 +153,7 @@ def test_dynamic_head_falls_back_to_static_and_says_why(monkeypatch):
     assert "choose_qparams" not in result.model.code
 
 
+@pytest.mark.slow
 def test_compiled_runs_the_int8_model_with_freezing_patched_locally():
     import torch._inductor.config as inductor_config
 
@@ -165,6 +166,7 @@ def test_compiled_runs_the_int8_model_with_freezing_patched_locally():
         assert torch.allclose(fast, result.model(x), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_onnx_int8_is_smaller_and_agrees(model, inputs, tmp_path):
     fp32_path = export_onnx(model, inputs[:2], tmp_path / "model.onnx")
     int8_path = quantize_onnx(fp32_path, _images(64, 1).numpy(), tmp_path / "model.int8.onnx", batch=16)

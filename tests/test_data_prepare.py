@@ -130,6 +130,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_prepare_exit_codes(tmp_path):
     src = _folder(tmp_path / "src")
     (src / "train" / "class_0" / "zero.png").write_bytes(b"")

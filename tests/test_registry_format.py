@@ -132,6 +132,7 @@ def test_old_pytorch_flavor_version_is_refused_and_can_be_reregistered(mlflow_se
     assert pred["path"] == str(img) and pred["class_name"] in [str(i) for i in range(10)]
 
 
+@pytest.mark.slow
 def test_embedded_sqlite_store_promotes_and_evaluates(digits_model, capsys, monkeypatch, tmp_path):
     """The laptop default: MLflow in ./mlflow.db, no server."""
     from workflows import evaluate, promote, registry

@@ -142,6 +142,7 @@ def _claim_worker(run_dir: str, barrier, results) -> None:
         results.put(str(e))
 
 
+@pytest.mark.slow
 def test_case2_claim_is_exclusive_across_processes(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     n = 6
@@ -343,17 +344,21 @@ def test_case6_truncated_checkpoint_refused_naming_file_and_previous(live_run, c
     assert _only_run(live_run.uri).info.status == status_before  # a refused resume rewrites nothing
 
 
-def test_case6_failed_resume_of_a_finished_run_keeps_it_finished(ray_local, tmp_path, capsys):
+@pytest.mark.slow
+def test_case6_failed_resume_of_a_finished_run_keeps_it_finished(tmp_path, capsys):
     from cnnray.config import load_config
+    from cnnray.train.local_store import INDEX_FILE, read_index
     from cnnray.train.run import run_training
 
-    base = [*TINY, "scaling.num_workers=1", *_store(tmp_path), "run.name=done", "registry.enabled=false"]
+    # The local runner (the default on one machine; Ray Train's resume is in test_integration_train.py):
+    # both write the same checkpoints and run the same resume checks.
+    base = [*TINY, "scaling.num_workers=1", "scaling.runner=local", *_store(tmp_path), "run.name=done",
+            "registry.enabled=false"]
     first = run_training(load_config(overrides=[*base, "train.epochs=2"]), on_line=lambda s: None)
     assert first["status"] == "FINISHED", first
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_dir = Path(first["run_dir"])
-    snap = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
-    names = [c["checkpoint_dir_name"] for c in snap["checkpoint_results"]]
+    names = read_index((run_dir / INDEX_FILE).read_text())[0]
     assert len(names) == 2
     # Nothing more to train: refused, status untouched.
     assert _train_main(*base, "train.epochs=2", "train.resume=true") == 2

@@ -1,6 +1,9 @@
 """`cnnray bench predict` at a tiny size: both paths run on the same weights and every figure is reported."""
 
+import pytest
 
+
+@pytest.mark.slow
 def test_predict_bench_reports_both_paths_on_the_same_weights(tmp_path, monkeypatch):
     from cnnray.bench.predict import format_predict_bench, run_predict_bench
 

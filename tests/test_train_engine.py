@@ -257,6 +257,7 @@ def _compiled_engine(compile_: bool) -> Engine:
                          ema=True, compile=compile_), 8)
 
 
+@pytest.mark.slow
 def test_compiled_engine_learns_and_saves_unprefixed_weights():
     x, y = blobs(128)
     e = _compiled_engine(True)

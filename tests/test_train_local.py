@@ -17,6 +17,7 @@ from cnnray.errors import ConfigError
 from cnnray.jobs.watchdog import descendants, start_time
 from cnnray.train.local import choose_runner
 from cnnray.train.local_store import INDEX_FILE, CheckpointStore, read_index
+from procwatch import new_marker, wait_gone
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.image_size=16", "model.width=0.125", "train.batch_size=64", "scaling.num_workers=2"]
@@ -77,15 +78,16 @@ def test_local_runner_refuses_what_needs_ray(monkeypatch, overrides, loader, wor
     assert words in str(e.value)
 
 
+@pytest.mark.slow
 def test_bad_runner_and_local_with_an_address_exit_2_and_leave_no_rank_behind(tmp_path):
+    mark = new_marker()  # this test's processes only: other test files may be training at the same time
     for args, words in ((["scaling.runner=nowhere"], "scaling.runner"),
                         (["scaling.runner=local", "run.address=127.0.0.1:1"], "scaling.runner=local"),
                         (["data.source=imagefolder", f"data.path={tmp_path / 'missing'}"], "missing")):
-        p = _train(tmp_path, *args, timeout=120)
+        p = _train(tmp_path, *args, timeout=120, env=_env(**mark))
         assert p.returncode == 2 and words in p.stderr, (args, p.stderr[-1500:])
-    time.sleep(1.0)
-    ranks = subprocess.run(["pgrep", "-f", "cnnray.train.local_rank"], capture_output=True, text=True).stdout
-    assert not ranks.strip(), f"prestarted rank processes outlived a refused command: {ranks}"
+    left = wait_gone(mark, "cnnray.train.local_rank", timeout_s=10)
+    assert not left, f"prestarted rank processes outlived a refused command: {left}"
 
 
 # ---------------------------------------------------------------- checkpoints in the run folder
@@ -124,6 +126,7 @@ def test_store_ranks_by_the_minimum_for_val_loss(tmp_path):
 
 # ---------------------------------------------------------------- real runs
 
+@pytest.mark.slow
 def test_default_shaped_run_trains_locally_records_and_registers(tmp_path):
     """Two local DDP ranks, no Ray: FINISHED, every epoch in MLflow, checkpoints in the run folder, registered."""
     p = _train(tmp_path, "train.epochs=2", "run.name=loc", "registry.name=loc-model")
@@ -143,6 +146,7 @@ def test_default_shaped_run_trains_locally_records_and_registers(tmp_path):
     assert max(m.value for m in history) == pytest.approx(r["best_metrics"]["val_acc"])
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_is_restarted_from_the_latest_checkpoint(tmp_path):
     """Rank 1 kills itself half-way through epoch 1 (a real crash): the run restarts every rank from the
     epoch-0 checkpoint and finishes, each epoch logged once, the restart tagged."""
@@ -159,6 +163,7 @@ def test_a_rank_that_dies_is_restarted_from_the_latest_checkpoint(tmp_path):
     assert sorted(steps) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_a_crash_beyond_max_failures_fails_the_run_and_keeps_its_checkpoints(tmp_path):
     p = _train(tmp_path, "train.epochs=3", "run.name=nomore", "registry.enabled=false", "scaling.max_failures=0",
                env=_env(CNNRAY_TEST_FAIL_AT_EPOCH="1"))
@@ -170,6 +175,7 @@ def test_a_crash_beyond_max_failures_fails_the_run_and_keeps_its_checkpoints(tmp
     assert latest in names  # epoch 0's checkpoint survived the failure
 
 
+@pytest.mark.slow
 def test_sigkill_marks_the_run_killed_leaves_no_rank_and_resume_continues(tmp_path):
     """SIGKILL of the command mid-run: its ranks die with it, the watchdog marks the MLflow run KILLED, and
     `train.resume=true` continues from the last checkpoint to the end."""
@@ -232,6 +238,7 @@ def test_a_local_run_resumes_on_ray_train_and_back(ray_local, tmp_path):
     assert sorted(steps) == [0, 1, 2] and first["run_id"] == second["run_id"] == third["run_id"]
 
 
+@pytest.mark.slow
 def test_a_handler_that_stops_the_run_is_not_retried(tmp_path):
     """A report handler's StopRun (the MLflow store failed) ends the run at once: no restart, no second attempt."""
     from cnnray.train.local import StopRun, run_local

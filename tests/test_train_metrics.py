@@ -62,6 +62,7 @@ def _rank(rank, world, init_file, q):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_all_reduce_two_ranks(tmp_path):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

@@ -187,6 +187,7 @@ def _cli(args, cwd):
                           cwd=cwd, env={**os.environ}, timeout=120)
 
 
+@pytest.mark.slow
 def test_invalid_space_file_exits_2_before_ray(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(textwrap.dedent("""\
@@ -204,6 +205,7 @@ def test_invalid_space_file_exits_2_before_ray(tmp_path):
     assert out.stdout.split()[-2:] == ["2", "False"], out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_existing_name_without_resume_and_missing_resume_exit_2(tmp_path):
     (tmp_path / "ray" / "taken").mkdir(parents=True)
     p = _cli(["run.name=taken", f"scaling.storage_path={tmp_path / 'ray'}"], tmp_path)
@@ -231,6 +233,7 @@ def test_a_trial_larger_than_the_cluster_is_refused():
         check_trial_fits(load_config(overrides=["tune.trial_gpus=0.5"]), {"CPU": 2.0})
 
 
+@pytest.mark.slow
 def test_a_trial_larger_than_the_local_cluster_exits_2_instead_of_waiting(tmp_path):
     p = _cli(["tune.trial_cpus=64", "tune.num_samples=1", f"scaling.storage_path={tmp_path}",
               f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"], tmp_path)
