@@ -5,27 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-# command name -> workflow module; a command may take a sub-command (`cnnray data prepare`).
-COMMANDS: dict[str, str] = {
-    "train": "workflows.train",
-    "tune": "workflows.tune",
-    "models": "workflows.models",
-    "config": "workflows.config",
-    "bench": "workflows.bench",
-    "data": "workflows.data",
-    "evaluate": "workflows.evaluate",
-    "predict": "workflows.predict",
-    "promote": "workflows.promote",
-    "rollback": "workflows.rollback",
-    "registry": "workflows.registry",
-    "compress": "workflows.compress",
-    "explore": "workflows.explore",
-    "inspect": "workflows.inspect",
-    "report": "workflows.report",
-    "cluster": "workflows.cluster",
-    "submit": "workflows.submit",
-    "jobs": "workflows.jobs",
-}
+from cnnray.commands import COMMANDS
 
 USAGE = "usage: cnnray <command> [--config FILE] [key.sub=value ...] [--json]\ncommands: " + ", ".join(COMMANDS)
 

@@ -115,7 +115,7 @@ def pin_ray_start_loopback(ip: str = "127.0.0.1") -> None:
 
     Ray 2.60 rewrites a loopback `--node-ip-address` / `--address` to the machine's outward IP
     (`services.resolve_ip_for_localhost`), and refuses worker nodes in its single-host mode (LOOPBACK_ENV=0).
-    This lifts that guard and pins the IP; used by `cnnray.jobs.ray_node` (one node of `cnnray cluster up`),
+    This lifts that guard and pins the IP; used by `cnnray.cluster.ray_node` (one node of `cnnray cluster up`),
     which sets LOOPBACK_ENV=0 in the environment first so every process the node starts binds `ip`.
     """
     require_written_for("`ray start` node-IP resolution (ray_constants.ENABLE_RAY_CLUSTER, services)")

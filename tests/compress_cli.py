@@ -9,7 +9,7 @@ from typing import Any
 def register(uri: str, m: Any, name: str) -> Any:
     """Register the `digits_model` fixture's weights as version 1 (alias challenger) of `name`."""
     from cnnray.serve import card_for_training
-    from cnnray.serve.data import example_image
+    from cnnray.data.example import example_image
     from cnnray.tracking.model_registry import register_weights
 
     card = card_for_training(m.cfg, m.info, lineage={"cnnray.data_fingerprint": m.info.fingerprint}, training={})

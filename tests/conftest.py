@@ -57,7 +57,7 @@ def ray_local():
     """A real local Ray cluster shared by every test that needs one (started once: it costs seconds)."""
     import ray
 
-    from cnnray.jobs.local import start_local_ray
+    from cnnray.cluster.local_ray import start_local_ray
 
     if not ray.is_initialized():
         # 4 logical CPUs on 2 cores: room for a 2-worker trainer plus its controller and data tasks.
@@ -150,8 +150,8 @@ def digits_model():
 
     from cnnray.config import load_config
     from cnnray.data import MemoryLoader, build_transforms, describe_dataset, load_arrays
-    from cnnray.train.build import build_model
-    from cnnray.train.engine import Engine
+    from cnnray.models.from_config import build_model
+    from cnnray.loop.engine import Engine
 
     cfg = load_config(overrides=LIFECYCLE_OVERRIDES)
     info = describe_dataset(cfg.data)

@@ -110,7 +110,7 @@ def test_images_are_the_ones_the_dockerfile_builds():
 
 @pytest.mark.parametrize("job", ["cnnray-train", "cnnray-tune"])
 def test_rayjob_entrypoints_are_workflows_whose_arguments_parse(job):
-    from cnnray.cli import COMMANDS
+    from cnnray.commands import COMMANDS
     from cnnray.config import load_config
     from cnnray.jobs.validate import _parse
 
@@ -124,7 +124,7 @@ def test_rayjob_entrypoints_are_workflows_whose_arguments_parse(job):
     for key in (cfg.data.path, cfg.scaling.storage_path):
         assert key.startswith("s3://")  # shared storage: every pod reads and writes the same place
     if workflow == "tune":  # space and settings accepted as `cnnray tune` would (without touching storage)
-        from cnnray.tune.prepare import check_settings, trial_base_config
+        from cnnray.tune.plan import check_settings, trial_base_config
         from cnnray.tune.space import check_space, load_space
 
         space = load_space(parsed.space or cfg.tune.space)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cnnray.jobs import procs
+from cnnray.cluster import procs
 
 # Synthetic 8x8 images, 4 classes x 40: epochs of a fraction of a second on a busy 2-core machine.
 TINY = ["data.source=synthetic", "data.num_classes=4", "data.samples_per_class=40", "data.image_size=8",
@@ -332,7 +332,10 @@ def test_submitted_tune_spreads_trials_over_nodes_and_survives_a_lost_node(clust
     last checkpoint on the head once the other trial ends, and the search records each trial once."""
     env, work = cluster["env"], cluster["work"]
     exp = f"cl-tune-{os.getpid()}"
-    epochs = 10  # ~1-3 s each here: time to see both trials placed, then lose a node while they train
+    # ~1-3 s each here: time to see both trials placed, then lose a node while they train. 16, not 10: with
+    # another test file running beside this one (pytest-xdist), the second trial's actor can start 20 s
+    # after the first, which then finished all 10 epochs before the node was lost (seen once).
+    epochs = 16
     p = _cnnray(["submit", "tune", *TINY, "data.samples_per_class=200", "data.image_size=16", "tune.num_samples=2",
                  "tune.max_concurrent_trials=2", f"tune.max_epochs={epochs}", "tune.trial_workers=1",
                  "tune.scheduler=fifo", "scaling.max_failures=1", f"tracking.uri={mlflow_server}",

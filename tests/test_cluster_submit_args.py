@@ -10,7 +10,7 @@ import pytest
 from cnnray.errors import UserInputError
 from cnnray.jobs import submit as js
 from cnnray.jobs import validate
-from cnnray.jobs.client import Target, _normalize, resolve
+from cnnray.jobs.client import Target, _normalize, resolve_target
 from workflows.submit import split_args
 
 
@@ -32,15 +32,15 @@ def test_addresses_normalize_and_ray_client_addresses_are_refused(monkeypatch, t
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:8265")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "tok")
-    assert resolve(None) == Target("http://10.0.0.5:8265", "tok", False)
+    assert resolve_target(None) == Target("http://10.0.0.5:8265", "tok", False)
     monkeypatch.delenv("RAY_ADDRESS")
     with pytest.raises(UserInputError, match="cnnray cluster up"):
-        resolve(None)
+        resolve_target(None)
 
 
 def test_train_submission_pins_paths_and_run_name_to_their_meaning_here(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    checked = validate.check("train", ["data.source=synthetic", "data.image_size=8", "model.width=0.125",
+    checked = validate.check_submission("train", ["data.source=synthetic", "data.image_size=8", "model.width=0.125",
                                        "train.batch_size=16", "scaling.storage_path=rel"], None)
     assert checked.module == "workflows.train" and checked.run_name
     pins = dict(a.split("=", 1) for a in checked.args if "=" in a)
@@ -54,13 +54,13 @@ def test_an_existing_run_name_is_refused_like_cnnray_train_does(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ray_results" / "taken").mkdir(parents=True)
     with pytest.raises(UserInputError, match="already exists"):
-        validate.check("train", ["run.name=taken"], None)
+        validate.check_submission("train", ["run.name=taken"], None)
 
 
 def test_entrypoint_ships_config_files_and_runs_the_workflow_module(tmp_path):
     conf = tmp_path / "my.yaml"
     conf.write_text("train:\n  epochs: 1\n")
-    checked = validate.check("evaluate", ["--model", "models:/m@champion", "--config", str(conf), "data.image_size=8"], None)
+    checked = validate.check_submission("evaluate", ["--model", "models:/m@champion", "--config", str(conf), "data.image_size=8"], None)
     work = tmp_path / "work"
     work.mkdir()
     entry, env = js.build(checked, work, {"A": "1"}, want_json=True)

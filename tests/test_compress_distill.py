@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnray.train.losses import distillation_loss
+from cnnray.loop.losses import distillation_loss
 from compress_cli import register, run_compress, versions
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnray.compress.gate import decide
+from cnnray.compress.checks import judge_candidate
 from compress_cli import register, run_compress, versions
 
 
@@ -99,12 +99,12 @@ def test_gate_refuses_an_accuracy_drop_beyond_the_bound():
     right = torch.nn.functional.one_hot(labels, 10).float() * 5
     wrong = right.clone()
     wrong[:3] = right[:3].roll(1, dims=1)  # 3 of 100 now wrong: -3 points
-    lossy = decide("quantize", right, wrong, labels, max_acc_drop=1.0)
+    lossy = judge_candidate("quantize", right, wrong, labels, max_acc_drop=1.0)
     assert not lossy.passed and "drops 3.00 points" in lossy.reasons[0] and lossy.delta_points == pytest.approx(-3)
-    assert decide("quantize", right, wrong, labels, max_acc_drop=3.0).passed  # at the bound: allowed
-    equal = decide("fuse", right, right + 1e-4, labels)
+    assert judge_candidate("quantize", right, wrong, labels, max_acc_drop=3.0).passed  # at the bound: allowed
+    equal = judge_candidate("fuse", right, right + 1e-4, labels)
     assert equal.passed and equal.parity["top1_agreement"] == 1.0
-    drifted = decide("fuse", right, right + 0.01, labels)
+    drifted = judge_candidate("fuse", right, right + 0.01, labels)
     assert not drifted.passed and "outputs drift" in drifted.reasons[0]
     with pytest.raises(ValueError, match="must be >= 0"):
-        decide("fuse", right, right, labels, max_acc_drop=-1)
+        judge_candidate("fuse", right, right, labels, max_acc_drop=-1)

@@ -74,7 +74,7 @@ def test_every_field_has_a_description():
 
 
 def test_test_hooks_are_not_config_keys():
-    """Fault injection lives in environment variables (cnnray.train.test_hooks), not in the user's config."""
+    """Fault injection lives in environment variables (cnnray.run.test_hooks), not in the user's config."""
     keys = {key for key, *_ in key_rows()}
     assert not {k for k in keys if "inject" in k or "fail_at" in k}
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from cnnray.config.data import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, DataConfig
+from cnnray.config.data import IMAGENET_MEAN, IMAGENET_STD, AugmentSection, DataSection
 from cnnray.data import augment as A
 from cnnray.data.info import DatasetInfo
 from cnnray.data.transforms import BatchTransform, build_transforms, normalization_stats
@@ -62,11 +62,11 @@ def test_color_jitter_hue_keeps_value_and_saturation():
 def test_batch_transform_hue_rgb_and_grayscale():
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     rgb = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
-    base = AugmentConfig(hflip=False, crop_padding=0, brightness=0.1)
+    base = AugmentSection(hflip=False, crop_padding=0, brightness=0.1)
     tf0 = BatchTransform((0.5,) * 3, (0.25,) * 3, True, base)
     tf1 = BatchTransform((0.5,) * 3, (0.25,) * 3, True, base.model_copy(update={"hue": 0.2}))
     assert not torch.allclose(tf0(rgb, g()), tf1(rgb, g()))
-    hue_only = BatchTransform((0.5,) * 3, (0.25,) * 3, False, AugmentConfig(hflip=False, crop_padding=0, hue=0.2))
+    hue_only = BatchTransform((0.5,) * 3, (0.25,) * 3, False, AugmentSection(hflip=False, crop_padding=0, hue=0.2))
     assert not torch.allclose(hue_only(rgb, g()), rgb.float() / 255)
     # Grayscale: hue changes nothing and draws nothing, so the rest of the stream is unchanged.
     gray = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
@@ -77,7 +77,7 @@ def test_batch_transform_hue_rgb_and_grayscale():
 
 def test_erasing_scale_and_ratio_are_used():
     x = torch.full((3, 1, 10, 10), 255, dtype=torch.uint8)
-    aug = AugmentConfig(hflip=False, crop_padding=0, erasing_prob=1.0, erasing_scale=(0.49, 0.49),
+    aug = AugmentSection(hflip=False, crop_padding=0, erasing_prob=1.0, erasing_scale=(0.49, 0.49),
                         erasing_ratio=(1.0, 1.0))
     out = BatchTransform((0.0,), (1.0,), False, aug)(x, torch.Generator().manual_seed(0))
     assert ((out == 0).flatten(1).sum(1) == 49).all()  # a 7x7 square: sqrt(0.49) of each side
@@ -85,23 +85,23 @@ def test_erasing_scale_and_ratio_are_used():
 
 def test_erasing_settings_validated():
     with pytest.raises(ValueError, match="min <= max"):
-        AugmentConfig(erasing_ratio=(3.3, 0.3))
+        AugmentSection(erasing_ratio=(3.3, 0.3))
     with pytest.raises(ValueError, match="<= 1"):
-        AugmentConfig(erasing_scale=(0.5, 1.5))
+        AugmentSection(erasing_scale=(0.5, 1.5))
 
 
 def test_normalization_stats():
     rgb, gray = _info(3, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)), _info(1, (0.7,), (0.8,))
-    assert normalization_stats(DataConfig(), rgb) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
-    assert normalization_stats(DataConfig(), gray) == ((0.7,), (0.8,))
-    imagenet = DataConfig(normalize_stats="imagenet")
+    assert normalization_stats(DataSection(), rgb) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    assert normalization_stats(DataSection(), gray) == ((0.7,), (0.8,))
+    imagenet = DataSection(normalize_stats="imagenet")
     assert normalization_stats(imagenet, rgb) == (IMAGENET_MEAN, IMAGENET_STD)
     (m,), (s,) = normalization_stats(imagenet, gray)
     assert m == pytest.approx(0.449) and s == pytest.approx(0.226)
 
 
 def test_build_transforms_uses_imagenet_stats():
-    cfg = DataConfig(source="synthetic", normalize_stats="imagenet")
+    cfg = DataSection(source="synthetic", normalize_stats="imagenet")
     _, eval_tf = build_transforms(cfg, _info(3))
     x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
     expect = torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(1, 3, 1, 1)

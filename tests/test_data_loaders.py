@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cnnray.config.data import AugmentConfig, DataConfig
+from cnnray.config.data import AugmentSection, DataSection
 from cnnray.data import MemoryLoader, MixupCutmix, build_transforms, describe_dataset
 from cnnray.data.transforms import source_defaults
 
@@ -66,7 +66,7 @@ def test_loader_applies_transform_on_device():
 
 
 def test_transforms_keep_shape_dtype_and_normalize():
-    cfg = DataConfig(source="synthetic", samples_per_class=4, image_size=16, augment=AugmentConfig(
+    cfg = DataSection(source="synthetic", samples_per_class=4, image_size=16, augment=AugmentSection(
         crop_padding=2, rotation=15, translate=0.1, scale_min=0.9, scale_max=1.1, brightness=0.3, contrast=0.3,
         saturation=0.3, erasing_prob=0.5))
     info = describe_dataset(cfg)
@@ -80,16 +80,16 @@ def test_transforms_keep_shape_dtype_and_normalize():
     mean = torch.tensor(info.mean).view(1, 3, 1, 1)
     std = torch.tensor(info.std).view(1, 3, 1, 1)
     assert torch.allclose(ev, (batch.float() / 255 - mean) / std, atol=1e-5)
-    gray = DataConfig(source="digits", image_size=8)
+    gray = DataSection(source="digits", image_size=8)
     tf, _ = build_transforms(gray, describe_dataset(gray))
     assert tf(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)).shape == (2, 1, 8, 8)
 
 
 def test_source_defaults():
-    assert source_defaults(DataConfig(source="digits")).hflip is False
-    assert source_defaults(DataConfig(source="cifar10")).hflip is True
-    assert source_defaults(DataConfig(source="cifar10", image_size=32)).crop_padding == 4
-    assert source_defaults(DataConfig(source="cifar10", augment=AugmentConfig(hflip=False, crop_padding=0))).hflip is False
+    assert source_defaults(DataSection(source="digits")).hflip is False
+    assert source_defaults(DataSection(source="cifar10")).hflip is True
+    assert source_defaults(DataSection(source="cifar10", image_size=32)).crop_padding == 4
+    assert source_defaults(DataSection(source="cifar10", augment=AugmentSection(hflip=False, crop_padding=0))).hflip is False
 
 
 def test_crop_and_flip_move_pixels_exactly():

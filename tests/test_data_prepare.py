@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data import describe_dataset, load_arrays
 from cnnray.data.fake import write_image_folder
 from cnnray.data.prepare import prepare_dataset
@@ -30,7 +30,7 @@ def _samples(x: torch.Tensor, y: torch.Tensor) -> list[tuple[int, bytes]]:
 
 
 def _prepare(src: Path, out: Path, **kw) -> dict:
-    cfg = DataConfig(source="imagefolder", path=str(src))
+    cfg = DataSection(source="imagefolder", path=str(src))
     return prepare_dataset(cfg, out, progress=False, **kw)
 
 
@@ -87,41 +87,41 @@ def test_parquet_source_roundtrip_matches_imagefolder(tmp_path):
     src = _folder(tmp_path / "src")
     for fmt in ("png", "raw"):
         _prepare(src, tmp_path / fmt, fmt=fmt, shards=3)
-        cfg = DataConfig(source="parquet", path=str(tmp_path / fmt), image_size=12)
+        cfg = DataSection(source="parquet", path=str(tmp_path / fmt), image_size=12)
         info = describe_dataset(cfg)
         assert (info.num_train, info.num_val, info.num_classes, info.channels) == (24, 6, 3, 3)
         tx, ty, vx, vy = load_arrays(cfg)
         assert tx.shape == (24, 3, 12, 12) and vx.shape == (6, 3, 12, 12) and ty.dtype == torch.int64
-        fx, fy, _, _ = load_arrays(DataConfig(source="imagefolder", path=str(src), image_size=12))
+        fx, fy, _, _ = load_arrays(DataSection(source="imagefolder", path=str(src), image_size=12))
         assert _samples(tx, ty) == _samples(fx, fy)  # lossless formats: the same images, in another order
-    tx, *_ = load_arrays(DataConfig(source="parquet", path=f"file://{tmp_path / 'png'}", image_size=8, channels=1))
+    tx, *_ = load_arrays(DataSection(source="parquet", path=f"file://{tmp_path / 'png'}", image_size=8, channels=1))
     assert tx.shape == (24, 1, 8, 8)
 
 
 def test_parquet_errors_name_the_path(tmp_path):
     with pytest.raises(DataError, match="no manifest.json.*nowhere"):
-        describe_dataset(DataConfig(source="parquet", path=str(tmp_path / "nowhere")))
+        describe_dataset(DataSection(source="parquet", path=str(tmp_path / "nowhere")))
     with pytest.raises(DataError, match="cannot open this URI"):
-        describe_dataset(DataConfig(source="parquet", path="nosuchscheme://bucket/x"))
+        describe_dataset(DataSection(source="parquet", path="nosuchscheme://bucket/x"))
     src = _folder(tmp_path / "src")
     _prepare(src, tmp_path / "p")
     manifest_path = tmp_path / "p" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps({**manifest, "class_names": ["only_one"]}))
     with pytest.raises(DataError, match=r"labels must lie in \[0, 1\)"):
-        load_arrays(DataConfig(source="parquet", path=str(tmp_path / "p")))
+        load_arrays(DataSection(source="parquet", path=str(tmp_path / "p")))
     manifest_path.write_text(json.dumps(manifest))
     shard = next((tmp_path / "p").glob("train-*.parquet"))
     shard.write_bytes(shard.read_bytes()[:-1] + b"x")
     with pytest.raises(DataError, match="does not match the sha256"):
-        load_arrays(DataConfig(source="parquet", path=str(tmp_path / "p")))
+        load_arrays(DataSection(source="parquet", path=str(tmp_path / "p")))
 
 
 def test_prepare_array_sources(tmp_path):
-    res = prepare_dataset(DataConfig(source="digits"), tmp_path / "d", fmt="raw", progress=False)
+    res = prepare_dataset(DataSection(source="digits"), tmp_path / "d", fmt="raw", progress=False)
     assert res["counts"]["train"] + res["counts"]["val"] == 1797 and res["channels"] == 1
-    tx, ty, vx, _ = load_arrays(DataConfig(source="parquet", path=str(tmp_path / "d"), image_size=8))
-    dx, dy, _, _ = load_arrays(DataConfig(source="digits", image_size=8))
+    tx, ty, vx, _ = load_arrays(DataSection(source="parquet", path=str(tmp_path / "d"), image_size=8))
+    dx, dy, _, _ = load_arrays(DataSection(source="digits", image_size=8))
     assert sorted(ty.tolist()) == sorted(dy.tolist()) and torch.equal(tx.sum(0), dx.sum(0))
 
 

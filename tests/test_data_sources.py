@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data import check_num_classes, describe_dataset, load_arrays, resolve_loader_kind
 from cnnray.data.fake import write_image_folder
 from cnnray.data.safe_pickle import safe_loads
@@ -38,7 +38,7 @@ def write_fake_cifar(parent: Path, kind: str, n_train: int = 6, n_test: int = 4)
     return d
 
 
-def _check(cfg: DataConfig, n_classes: int, channels: int) -> None:
+def _check(cfg: DataSection, n_classes: int, channels: int) -> None:
     info = describe_dataset(cfg)
     tx, ty, vx, vy = load_arrays(cfg)
     s = cfg.image_size
@@ -52,17 +52,17 @@ def _check(cfg: DataConfig, n_classes: int, channels: int) -> None:
 
 
 def test_digits_shapes_split_and_channels():
-    _check(DataConfig(source="digits", image_size=16), 10, 1)
-    _check(DataConfig(source="digits", image_size=8, channels=3), 10, 3)
-    a, b = load_arrays(DataConfig(source="digits", split_seed=1)), load_arrays(DataConfig(source="digits", split_seed=1))
+    _check(DataSection(source="digits", image_size=16), 10, 1)
+    _check(DataSection(source="digits", image_size=8, channels=3), 10, 3)
+    a, b = load_arrays(DataSection(source="digits", split_seed=1)), load_arrays(DataSection(source="digits", split_seed=1))
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
-    c = load_arrays(DataConfig(source="digits", split_seed=2))
+    c = load_arrays(DataSection(source="digits", split_seed=2))
     assert not torch.equal(a[1], c[1])
     assert len(a[0]) + len(a[2]) == 1797
 
 
 def test_synthetic_deterministic_and_classes():
-    cfg = DataConfig(source="synthetic", num_classes=4, samples_per_class=10, image_size=12)
+    cfg = DataSection(source="synthetic", num_classes=4, samples_per_class=10, image_size=12)
     _check(cfg, 4, 3)
     assert describe_dataset(cfg).fingerprint == describe_dataset(cfg).fingerprint
     assert describe_dataset(cfg).fingerprint != describe_dataset(cfg.model_copy(update={"split_seed": 1})).fingerprint
@@ -73,7 +73,7 @@ def test_synthetic_deterministic_and_classes():
 def test_fake_cifar_in_real_pickle_format(tmp_path, kind, k):
     write_fake_cifar(tmp_path, kind)
     for path in (tmp_path, tmp_path / ("cifar-10-batches-py" if kind == "cifar10" else "cifar-100-python")):
-        cfg = DataConfig(source=kind, path=str(path), image_size=32)
+        cfg = DataSection(source=kind, path=str(path), image_size=32)
         _check(cfg, k, 3)
     tx, ty, vx, vy = load_arrays(cfg)
     assert len(tx) == (30 if kind == "cifar10" else 6) and len(vx) == 4  # val = the official test batch
@@ -82,11 +82,11 @@ def test_fake_cifar_in_real_pickle_format(tmp_path, kind, k):
 
 def test_cifar_missing_files_named(tmp_path):
     with pytest.raises(DataError, match="data_batch_1.*test_batch.*batches.meta"):
-        load_arrays(DataConfig(source="cifar10", path=str(tmp_path)))
+        load_arrays(DataSection(source="cifar10", path=str(tmp_path)))
     with pytest.raises(DataError, match=str(tmp_path / "nope")):
-        describe_dataset(DataConfig(source="cifar10", path=str(tmp_path / "nope")))
+        describe_dataset(DataSection(source="cifar10", path=str(tmp_path / "nope")))
     with pytest.raises(ConfigError, match="data.path is required"):
-        describe_dataset(DataConfig(source="cifar100"))
+        describe_dataset(DataSection(source="cifar100"))
 
 
 def test_restricted_unpickler_refuses_os_system(tmp_path):
@@ -106,44 +106,44 @@ def test_cifar_batch_with_evil_global_is_refused(tmp_path):
     d = write_fake_cifar(tmp_path, "cifar10")
     (d / "data_batch_3").write_bytes(pickle.dumps({b"data": os.system}, protocol=2))
     with pytest.raises(DataError, match="data_batch_3.*posix.system|data_batch_3.*refusing"):
-        load_arrays(DataConfig(source="cifar10", path=str(tmp_path)))
+        load_arrays(DataSection(source="cifar10", path=str(tmp_path)))
 
 
 def test_imagefolder_with_and_without_val(tmp_path):
     write_image_folder(tmp_path / "a", num_classes=3, per_class=6, size=10, val_per_class=2)
-    cfg = DataConfig(source="imagefolder", path=str(tmp_path / "a"), image_size=8)
+    cfg = DataSection(source="imagefolder", path=str(tmp_path / "a"), image_size=8)
     _check(cfg, 3, 3)
     assert describe_dataset(cfg).num_val == 6
     write_image_folder(tmp_path / "b", num_classes=2, per_class=10, size=10, channels=1)
-    cfg = DataConfig(source="imagefolder", path=str(tmp_path / "b"), image_size=8, val_fraction=0.3)
+    cfg = DataSection(source="imagefolder", path=str(tmp_path / "b"), image_size=8, val_fraction=0.3)
     _check(cfg, 2, 1)
     assert describe_dataset(cfg).num_val == 6  # 30% of each class split off train
 
 
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(DataError, match=str(tmp_path / "missing")):
-        describe_dataset(DataConfig(source="imagefolder", path=str(tmp_path / "missing")))
+        describe_dataset(DataSection(source="imagefolder", path=str(tmp_path / "missing")))
     root = write_image_folder(tmp_path / "empty", num_classes=2, per_class=2, size=8)
     (root / "train" / "class_9").mkdir()
     with pytest.raises(DataError, match="class_9 is empty"):
-        describe_dataset(DataConfig(source="imagefolder", path=str(root)))
+        describe_dataset(DataSection(source="imagefolder", path=str(root)))
     root = write_image_folder(tmp_path / "val", num_classes=2, per_class=2, size=8, val_per_class=1)
     (root / "val" / "zebra").mkdir()
     Image.new("RGB", (8, 8)).save(root / "val" / "zebra" / "z.png")
     with pytest.raises(DataError, match="val class 'zebra'"):
-        describe_dataset(DataConfig(source="imagefolder", path=str(root)))
+        describe_dataset(DataSection(source="imagefolder", path=str(root)))
     root = write_image_folder(tmp_path / "mixed", num_classes=2, per_class=2, size=8)
     Image.new("L", (8, 8)).save(root / "train" / "class_1" / "grey.png")
     with pytest.raises(DataError, match="mixed channel counts.*grey.png.*data.channels"):
-        describe_dataset(DataConfig(source="imagefolder", path=str(root)))
-    assert describe_dataset(DataConfig(source="imagefolder", path=str(root), channels=3)).channels == 3
+        describe_dataset(DataSection(source="imagefolder", path=str(root)))
+    assert describe_dataset(DataSection(source="imagefolder", path=str(root), channels=3)).channels == 3
     (root / "train" / "class_0" / "broken.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(DataError, match="broken.png"):
-        load_arrays(DataConfig(source="imagefolder", path=str(root), channels=3))
+        load_arrays(DataSection(source="imagefolder", path=str(root), channels=3))
 
 
 def test_loader_kind_and_num_classes_check():
-    cfg = DataConfig(source="synthetic", samples_per_class=10, image_size=16)
+    cfg = DataSection(source="synthetic", samples_per_class=10, image_size=16)
     info = describe_dataset(cfg)
     assert resolve_loader_kind(cfg, info) == "memory"
     big = dataclasses.replace(info, num_train=200_000)  # 200k * 3*16*16 bytes = 147 MiB

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data import (MemoryLoader, StreamingLoader, build_streaming_datasets, build_transforms, describe_dataset,
                          load_arrays)
 from cnnray.data.fake import write_image_folder
@@ -17,8 +17,8 @@ def _samples(batches) -> list[tuple[int, bytes]]:
 
 def test_streaming_matches_memory_for_parquet(ray_local, tmp_path):
     src = write_image_folder(tmp_path / "src", num_classes=3, per_class=10, size=12, val_per_class=3)
-    prepare_dataset(DataConfig(source="imagefolder", path=str(src)), tmp_path / "pq", shards=3, progress=False)
-    cfg = DataConfig(source="parquet", path=str(tmp_path / "pq"), image_size=8)
+    prepare_dataset(DataSection(source="imagefolder", path=str(src)), tmp_path / "pq", shards=3, progress=False)
+    cfg = DataSection(source="parquet", path=str(tmp_path / "pq"), image_size=8)
     info = describe_dataset(cfg)
     datasets = build_streaming_datasets(cfg, info)
     tx, ty, vx, vy = load_arrays(cfg)
@@ -34,7 +34,7 @@ def test_streaming_matches_memory_for_parquet(ray_local, tmp_path):
 
 
 def test_streaming_from_arrays_source(ray_local):
-    cfg = DataConfig(source="synthetic", num_classes=3, samples_per_class=10, image_size=8, loader="streaming")
+    cfg = DataSection(source="synthetic", num_classes=3, samples_per_class=10, image_size=8, loader="streaming")
     info = describe_dataset(cfg)
     ds = build_streaming_datasets(cfg, info)
     tx, ty, _, _ = load_arrays(cfg)

@@ -32,7 +32,7 @@ def versions(mlflow_server, digits_model):
 
     from cnnray.models import create_model
     from cnnray.serve import card_for_training
-    from cnnray.serve.data import example_image
+    from cnnray.data.example import example_image
     from cnnray.tracking.model_registry import register_weights
 
     plain = register(mlflow_server, digits_model, "inspect")

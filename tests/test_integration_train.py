@@ -34,7 +34,7 @@ def _epochs_logged(uri, run_id, key="val_acc"):
 
 
 def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_path, capsys, monkeypatch):
-    from cnnray.train.run import run_training
+    from cnnray.run.training import run_training
 
     # fp32 so that evaluating the registered version reproduces the logged validation metrics exactly.
     cfg = _cfg(tmp_path, mlflow_server, "run.name=ddp", "registry.name=it-ddp", "train.precision=fp32",
@@ -96,7 +96,7 @@ def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_p
 
 def test_killed_worker_resumes_from_checkpoint_and_logs_each_epoch_once(ray_local, mlflow_server, tmp_path,
                                                                         monkeypatch):
-    from cnnray.train.run import run_training
+    from cnnray.run.training import run_training
 
     monkeypatch.setenv("CNNRAY_TEST_FAIL_AT_EPOCH", "1")
     cfg = _cfg(tmp_path, mlflow_server, "run.name=killed", "train.epochs=3",
@@ -109,7 +109,7 @@ def test_killed_worker_resumes_from_checkpoint_and_logs_each_epoch_once(ray_loca
 
 
 def test_non_finite_loss_fails_run_and_registers_nothing(ray_local, mlflow_server, tmp_path, monkeypatch):
-    from cnnray.train.run import run_training
+    from cnnray.run.training import run_training
 
     monkeypatch.setenv("CNNRAY_TEST_NAN_AT_STEP", "5")
     cfg = _cfg(tmp_path, mlflow_server, "run.name=nan", "registry.name=it-nan", "train.epochs=1",
@@ -178,7 +178,7 @@ def test_interrupt_ends_killed_and_resume_continues_same_run(ray_local, mlflow_s
 
 
 def test_elastic_worker_range_runs(ray_local, tmp_path):
-    from cnnray.train.run import run_training
+    from cnnray.run.training import run_training
 
     cfg = load_config(overrides=TINY + ["train.epochs=1", "scaling.num_workers=[1, 2]", "tracking.enabled=false",
                                         f"scaling.storage_path={tmp_path}"])

@@ -1,4 +1,4 @@
-"""cnnray.metrics.class_scores, MetricAccumulator and per_class_report against scikit-learn.
+"""cnnray.scores.class_scores, MetricAccumulator and per_class_report against scikit-learn.
 
 The convention under test: macro averages over the classes present in y_true or y_pred (sklearn's
 default `labels`), zero_division=0, weighted by support.
@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from sklearn import metrics as skm
 
-from cnnray.metrics import class_scores
-from cnnray.tracking.report import per_class_report
-from cnnray.train.metrics import MetricAccumulator
+from cnnray.scores import class_scores
+from cnnray.tracking.per_class import per_class_report
+from cnnray.loop.metrics import MetricAccumulator
 
 
 def _cm(y, p, c):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cnnray.serve import card_for_training
-from cnnray.serve.data import example_image
+from cnnray.data.example import example_image
 from cnnray.tracking.model_registry import register_weights
 
 
@@ -134,7 +134,7 @@ def test_predict_files_on_disk_returns_their_classes(mlflow_server, digits_model
     monkeypatch.chdir(tmp_path)
     uri, name, m = mlflow_server, "files", digits_model
     _register(uri, m, name, m.weights)
-    from cnnray.serve.classifier import ImageClassifier
+    from cnnray.classifier.classifier import ImageClassifier
 
     clf = ImageClassifier(card_for_training(m.cfg, m.info, lineage={}, training={}), m.weights)
     x, y = native()

@@ -79,7 +79,7 @@ def test_bootstrap_is_deterministic_for_a_seed():
 
 def test_promote_package_imports_neither_mlflow_nor_ray():
     code = ("import sys, cnnray.promote, cnnray.promote.stats, cnnray.promote.rule, cnnray.promote.gate, "
-            "cnnray.serve.options, cnnray.serve.uri; "
+            "cnnray.serve.options, cnnray.tracking.uri; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'ray')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from cnnray.serve import card_for_training
-from cnnray.serve.data import example_image
+from cnnray.data.example import example_image
 from cnnray.tracking.model_registry import register_weights
 
 
@@ -98,7 +98,7 @@ def test_old_pytorch_flavor_version_is_refused_and_can_be_reregistered(mlflow_se
     import mlflow
 
     from cnnray.config import to_yaml
-    from cnnray.train.build import build_model
+    from cnnray.models.from_config import build_model
     from workflows import predict, registry
 
     monkeypatch.chdir(tmp_path)

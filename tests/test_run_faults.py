@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cnnray.errors import ConfigError, StorageFullError
-from cnnray.train.failures import RankFailure, is_fatal, is_storage_full, repeated_kill, signal_name
-from cnnray.train.local_store import INDEX_FILE, read_index
+from cnnray.run.failures import RankFailure, is_fatal, is_storage_full, repeated_kill, signal_name
+from cnnray.run.checkpoints import INDEX_FILE, read_index
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.image_size=16", "model.name=resnet18", "model.width=0.125", "train.batch_size=64",
@@ -147,7 +147,7 @@ def test_a_native_crash_of_a_rank_carries_its_stack_into_the_restart_and_the_mlf
 
 
 def test_the_summary_names_the_uris_later_commands_take():
-    from cnnray.train.run import format_train_summary
+    from cnnray.run.outcome import format_train_summary
 
     r = {"status": "FINISHED", "wall_seconds": 12.0, "best_epoch": 1, "best_metrics": {"val_acc": 0.99, "val_loss": 0.1},
          "run_name": "r", "run_id": "abc", "checkpoint": "/c", "registered_name": "digits", "version": "3",

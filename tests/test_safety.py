@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnray.jobs.watchdog import descendants, start_time
+from cnnray.cluster.watchdog import descendants, start_time
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.image_size=16", "model.width=0.125", "train.batch_size=64", "scaling.num_workers=2"]
@@ -111,8 +111,8 @@ def test_case3_fewer_images_per_worker_than_a_batch_is_refused(tmp_path, capsys)
 
 def test_case3_a_run_without_optimizer_steps_is_never_registered(ray_local, tmp_path, monkeypatch):
     """Second guard: with the up-front check bypassed, the run ends FAILED and registers nothing."""
-    import cnnray.train.prepare as prepare
-    import cnnray.train.run as trainer
+    import cnnray.run.plan as prepare
+    import cnnray.run.training as trainer
     from cnnray.config import load_config
 
     monkeypatch.setattr(prepare, "check_steps_per_epoch", lambda cfg, info: None)
@@ -131,7 +131,7 @@ def test_case3_a_run_without_optimizer_steps_is_never_registered(ray_local, tmp_
 
 def _claim_worker(run_dir: str, barrier, results) -> None:
     from cnnray.errors import ConfigError
-    from cnnray.train.claim import RunClaim
+    from cnnray.run.claim import RunClaim
 
     barrier.wait()
     try:
@@ -302,7 +302,7 @@ def test_case2_second_start_while_running_names_the_holder(live_run):
 def test_case7_sigkill_leaves_no_ray_process_and_marks_the_run_killed(live_run):
     tree = descendants(live_run.proc.pid)
     cmd = {p: Path(f"/proc/{p}/cmdline").read_text(errors="ignore").replace("\0", " ") for p in tree}
-    watchdog = {p: st for p, st in tree.items() if "cnnray.jobs.watchdog" in cmd[p]}
+    watchdog = {p: st for p, st in tree.items() if "cnnray.cluster.watchdog" in cmd[p]}
     ray_procs = {p: st for p, st in tree.items() if p not in watchdog}
     assert len(watchdog) == 1 and any("raylet" in cmd[p] for p in ray_procs), cmd
     live_run.proc.send_signal(signal.SIGKILL)
@@ -347,8 +347,8 @@ def test_case6_truncated_checkpoint_refused_naming_file_and_previous(live_run, c
 @pytest.mark.slow
 def test_case6_failed_resume_of_a_finished_run_keeps_it_finished(tmp_path, capsys):
     from cnnray.config import load_config
-    from cnnray.train.local_store import INDEX_FILE, read_index
-    from cnnray.train.run import run_training
+    from cnnray.run.checkpoints import INDEX_FILE, read_index
+    from cnnray.run.training import run_training
 
     # The local runner (the default on one machine; Ray Train's resume is in test_integration_train.py):
     # both write the same checkpoints and run the same resume checks.
@@ -380,7 +380,7 @@ def test_case6_failed_resume_of_a_finished_run_keeps_it_finished(tmp_path, capsy
 
 
 def test_tune_search_name_in_use_is_refused(tmp_path, capsys):
-    from cnnray.train.claim import RunClaim
+    from cnnray.run.claim import RunClaim
 
     with RunClaim(str(tmp_path / "runs" / "srch"), what="search").acquire(new=True):
         assert _tune_main(*_store(tmp_path), "run.name=srch") == 2
@@ -405,16 +405,16 @@ def test_case8_local_cluster_keeps_token_authentication(ray_local):
 
 def test_tune_state_written_atomically_and_a_corrupt_one_refused(tmp_path, capsys):
     from cnnray.config import load_config
-    from cnnray.tune.prepare import STATE_FILE, load_state, save_state, search_identity
+    from cnnray.tune.plan import STATE_FILE, load_search_state, save_search_state, search_identity
     from cnnray.tune.space import load_space
 
     cfg = load_config(overrides=[*_store(tmp_path), "run.name=srch"])
     ident = search_identity(cfg)
     space = load_space("default")
-    save_state(ident, cfg, space)
+    save_search_state(ident, cfg, space)
     folder = Path(ident.path)
     assert [p.name for p in folder.iterdir()] == [STATE_FILE]  # no temporary file left beside it
-    tree, loaded = load_state(search_identity(cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"resume": True})})))
+    tree, loaded = load_search_state(search_identity(cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"resume": True})})))
     assert tree["run"]["name"] == "srch" and set(loaded.params) == set(space.params)
     state = folder / STATE_FILE
     state.write_bytes(state.read_bytes()[: len(state.read_bytes()) // 2])  # cut off mid-write

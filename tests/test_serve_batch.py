@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cnnray.serve import card_for_training
-from cnnray.serve.data import example_image
+from cnnray.data.example import example_image
 from cnnray.tracking.model_registry import register_weights
 
 

@@ -123,7 +123,7 @@ def test_options_the_model_refuses_are_an_invalid_card(good):
 @pytest.mark.slow
 def test_predict_refuses_a_registered_version_whose_card_is_broken(digits_model, tmp_path):
     """End to end: a version whose card.json was altered in the store exits 2 naming the version and the fields."""
-    from cnnray.serve.data import example_image
+    from cnnray.data.example import example_image
     from cnnray.tracking.model_registry import register_weights
     from cnnray.tracking.model_store import load_card, resolve
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from cnnray.serve import ImageClassifier, card_for_training
-from cnnray.serve.data import example_image
+from cnnray.data.example import example_image
 from cnnray.tracking.model_registry import register_weights
 
 

@@ -87,7 +87,7 @@ def test_bad_inputs_are_refused_with_the_reason(card, bad, needle):
 
 def test_classifier_equals_the_training_eval_path(card, digits_model, tmp_path):
     from cnnray.data import build_transforms
-    from cnnray.train.build import build_model
+    from cnnray.models.from_config import build_model
 
     card = write_model_files(tmp_path, digits_model.weights, card)
     clf = ImageClassifier.from_dir(tmp_path)

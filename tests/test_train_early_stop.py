@@ -1,6 +1,6 @@
 """Early stopping: patience counts epochs without an improvement larger than min_delta."""
 
-from cnnray.train.early_stop import EarlyStopping
+from cnnray.loop.early_stop import EarlyStopping
 
 
 def test_max_mode_with_min_delta():

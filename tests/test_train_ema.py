@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnray.train.ema import ModelEma
+from cnnray.loop.ema import ModelEma
 
 
 class Scalar(nn.Module):

@@ -6,8 +6,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cnnray.config.schema import Config, OptimConfig, ScheduleConfig, TrainConfig
-from cnnray.train.engine import Engine
+from cnnray.config.schema import Config, OptimSection, ScheduleSection, TrainSection
+from cnnray.loop.engine import Engine
 from cnnray.errors import NonFiniteLossError
 
 
@@ -37,8 +37,8 @@ def batches(x, y, bs):
 
 def cfg_of(optim=None, schedule=None, **train):
     base = dict(epochs=3, precision="fp32", ema=False, label_smoothing=0.0)
-    return Config(optim=OptimConfig(**(optim or {})), schedule=ScheduleConfig(**(schedule or {})),
-                  train=TrainConfig(**{**base, **train}))
+    return Config(optim=OptimSection(**(optim or {})), schedule=ScheduleSection(**(schedule or {})),
+                  train=TrainSection(**{**base, **train}))
 
 
 def engine(cfg, steps, seed=0, dropout=0.0, **kw):
@@ -243,7 +243,7 @@ def test_mixup_soft_targets():
 
 
 def test_test_hooks_read_from_the_environment():
-    from cnnray.train.test_hooks import FAIL_AT_EPOCH, NAN_AT_STEP, read_test_hooks
+    from cnnray.run.test_hooks import FAIL_AT_EPOCH, NAN_AT_STEP, read_test_hooks
 
     assert read_test_hooks({}) == {}
     assert read_test_hooks({NAN_AT_STEP: "5", FAIL_AT_EPOCH: " 1 "}) == {NAN_AT_STEP: 5, FAIL_AT_EPOCH: 1}

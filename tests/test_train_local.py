@@ -14,9 +14,9 @@ import pytest
 
 from cnnray.config import load_config
 from cnnray.errors import ConfigError
-from cnnray.jobs.watchdog import descendants, start_time
-from cnnray.train.local import choose_runner
-from cnnray.train.local_store import INDEX_FILE, CheckpointStore, read_index
+from cnnray.cluster.watchdog import descendants, start_time
+from cnnray.run.local_host import choose_runner
+from cnnray.run.checkpoints import INDEX_FILE, CheckpointStore, read_index
 from procwatch import new_marker, wait_gone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_bad_runner_and_local_with_an_address_exit_2_and_leave_no_rank_behind(tm
                         (["data.source=imagefolder", f"data.path={tmp_path / 'missing'}"], "missing")):
         p = _train(tmp_path, *args, timeout=120, env=_env(**mark))
         assert p.returncode == 2 and words in p.stderr, (args, p.stderr[-1500:])
-    left = wait_gone(mark, "cnnray.train.local_rank", timeout_s=10)
+    left = wait_gone(mark, "cnnray.run.local_rank", timeout_s=10)
     assert not left, f"prestarted rank processes outlived a refused command: {left}"
 
 
@@ -192,7 +192,7 @@ def test_sigkill_marks_the_run_killed_leaves_no_rank_and_resume_continues(tmp_pa
         time.sleep(0.3)
     tree = descendants(proc.pid)
     cmds = {p: Path(f"/proc/{p}/cmdline").read_text(errors="ignore") for p in tree}
-    ranks = {p: st for p, st in tree.items() if "cnnray.train.local_rank" in cmds[p]}
+    ranks = {p: st for p, st in tree.items() if "cnnray.run.local_rank" in cmds[p]}
     assert len(ranks) == 1 and not any("raylet" in c for c in cmds.values()), cmds
     from test_safety import _loopback, listening_sockets
 
@@ -222,7 +222,7 @@ def test_sigkill_marks_the_run_killed_leaves_no_rank_and_resume_continues(tmp_pa
 
 def test_a_local_run_resumes_on_ray_train_and_back(ray_local, tmp_path):
     """Checkpoints are the same files under both runners: 1 epoch locally, the 2nd on Ray Train, the 3rd locally."""
-    from cnnray.train.run import run_training
+    from cnnray.run.training import run_training
 
     base = [*TINY, "scaling.num_workers=1", f"scaling.storage_path={tmp_path / 'runs'}", "run.name=both",
             "registry.enabled=false", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
@@ -241,9 +241,9 @@ def test_a_local_run_resumes_on_ray_train_and_back(ray_local, tmp_path):
 @pytest.mark.slow
 def test_a_handler_that_stops_the_run_is_not_retried(tmp_path):
     """A report handler's StopRun (the MLflow store failed) ends the run at once: no restart, no second attempt."""
-    from cnnray.train.local import StopRun, run_local
-    from cnnray.train.prepare import prepare_run
-    from cnnray.train.run import make_loop_config
+    from cnnray.run.local_host import StopRun, run_local
+    from cnnray.run.plan import prepare_run
+    from cnnray.run.plan import make_loop_config
 
     cfg = load_config(overrides=[*TINY, "scaling.num_workers=1", "train.epochs=3", "scaling.max_failures=2",
                                  f"scaling.storage_path={tmp_path}", "run.name=stop"])

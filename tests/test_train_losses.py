@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from cnnray.train.losses import SoftTargetCrossEntropy, build_loss
+from cnnray.loop.losses import SoftTargetCrossEntropy, build_loss
 
 
 def test_hard_targets_with_label_smoothing():

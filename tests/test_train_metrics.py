@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from sklearn import metrics as skm
 
-from cnnray.train.metrics import MetricAccumulator
+from cnnray.loop.metrics import MetricAccumulator
 
 C = 7
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from cnnray.config.schema import OptimConfig, ScheduleConfig
-from cnnray.train.optim import build_optimizer
-from cnnray.train.schedules import build_scheduler
+from cnnray.config.schema import OptimSection, ScheduleSection
+from cnnray.loop.optim import build_optimizer
+from cnnray.loop.schedules import build_scheduler
 
 
 class Net(nn.Module):
@@ -24,7 +24,7 @@ def _group_of(opt, p):
 
 def test_groups_decay_and_lr_mults():
     net = Net()
-    cfg = OptimConfig(name="adamw", lr=0.01, weight_decay=0.05, head_lr_mult=10.0, backbone_lr_mult=0.5,
+    cfg = OptimSection(name="adamw", lr=0.01, weight_decay=0.05, head_lr_mult=10.0, backbone_lr_mult=0.5,
                       betas=(0.8, 0.9))
     opt = build_optimizer(net, cfg)
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.8, 0.9)
@@ -37,7 +37,7 @@ def test_groups_decay_and_lr_mults():
         g = _group_of(opt, p)
         assert (g["weight_decay"], g["lr"], g["initial_lr"]) == pytest.approx((wd, lr, lr))
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(net.parameters()))
-    sched = build_scheduler(opt, ScheduleConfig(name="cosine", warmup_epochs=1), base_lr=cfg.lr,
+    sched = build_scheduler(opt, ScheduleSection(name="cosine", warmup_epochs=1), base_lr=cfg.lr,
                             steps_per_epoch=4, epochs=3)
     sched.step()
     assert _group_of(opt, net.fc.weight)["lr"] == pytest.approx(10 * sched.lr_at(1))
@@ -46,8 +46,8 @@ def test_groups_decay_and_lr_mults():
 
 def test_sgd_and_decay_everywhere():
     net = Net()
-    opt = build_optimizer(net, OptimConfig(name="sgd", lr=0.1, momentum=0.8, nesterov=True, no_decay_norm_bias=False))
+    opt = build_optimizer(net, OptimSection(name="sgd", lr=0.1, momentum=0.8, nesterov=True, no_decay_norm_bias=False))
     assert isinstance(opt, torch.optim.SGD)
     assert all(g["weight_decay"] == 0.05 and g["nesterov"] and g["momentum"] == 0.8 for g in opt.param_groups)
-    plain = build_optimizer(net, OptimConfig(name="sgd", momentum=0.0, nesterov=True))
+    plain = build_optimizer(net, OptimSection(name="sgd", momentum=0.0, nesterov=True))
     assert not plain.param_groups[0]["nesterov"]

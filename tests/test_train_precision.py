@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cnnray.errors import ConfigError
-from cnnray.train import precision as prec
-from cnnray.train.precision import resolve_precision
+from cnnray.loop import precision as prec
+from cnnray.loop.precision import resolve_precision
 
 
 def test_cpu_choices(monkeypatch):

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from cnnray.config.schema import ScheduleConfig
-from cnnray.train.schedules import build_scheduler
+from cnnray.config.schema import ScheduleSection
+from cnnray.loop.schedules import build_scheduler
 
 BASE = 0.1
 
@@ -17,7 +17,7 @@ def _opt(mults=(1.0,)):
 
 
 def _sched(spe=10, epochs=5, mults=(1.0,), mode="max", **kw):
-    return build_scheduler(_opt(mults), ScheduleConfig(**kw), base_lr=BASE, steps_per_epoch=spe, epochs=epochs,
+    return build_scheduler(_opt(mults), ScheduleSection(**kw), base_lr=BASE, steps_per_epoch=spe, epochs=epochs,
                            mode=mode)
 
 

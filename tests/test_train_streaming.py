@@ -6,16 +6,17 @@ import math
 from pathlib import Path
 
 from cnnray.config import load_config
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.prepare import prepare_dataset
 
 
 def test_streaming_loader_trains_from_parquet_shards(ray_local, tmp_path):
-    from cnnray.train.run import load_best, run_training
+    from cnnray.run.outcome import load_best
+    from cnnray.run.training import run_training
 
     # A small image set as 3 Parquet shards: data.source=parquet is what a large data set on a cluster looks like.
     # Small, because each streamed epoch costs Ray Data seconds of start-up whatever its size.
-    prepare_dataset(DataConfig(source="synthetic", num_classes=4, samples_per_class=60, image_size=16),
+    prepare_dataset(DataSection(source="synthetic", num_classes=4, samples_per_class=60, image_size=16),
                     tmp_path / "pq", shards=3, progress=False)
     cfg = load_config(overrides=[
         "data.source=parquet", f"data.path={tmp_path / 'pq'}", "data.loader=streaming", "data.image_size=16",

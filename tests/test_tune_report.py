@@ -12,7 +12,7 @@ from matplotlib.image import imread
 
 from cnnray.config import load_config
 from cnnray.errors import ConfigError
-from cnnray.tune.report import (best_so_far, format_tune_summary, plot_best_so_far, plot_metric_vs_params,
+from cnnray.tune.trial_tables import (best_so_far, format_tune_summary, plot_best_so_far, plot_metric_vs_params,
                                 plot_top_trials, ranked, top_trials, trial_rows, trials_csv, trials_table)
 from cnnray.tune.results import TrialOutcome, best_of, best_outcome, trial_status
 from cnnray.tune.space import load_space

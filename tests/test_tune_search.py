@@ -40,7 +40,7 @@ def _steps(uri, run_id, key="val_acc"):
 
 
 def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, mlflow_server, tmp_path):
-    from cnnray.tune.runner import run_tune
+    from cnnray.tune.tuning import run_tune
 
     lines: list[str] = []
     # As Ray Train runs (the other searches here train in the trial's actor): stopped trials abort their runs.
@@ -81,7 +81,7 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     assert any("stopped by the scheduler" in line for line in lines) == (result["counts"]["stopped_early"] > 0)
     # `cnnray report` of the tuned version shows its search: the parent's plots and trials table.
     from cnnray.insight.report_version import report_version
-    from cnnray.serve.uri import parse_model_uri
+    from cnnray.tracking.uri import parse_model_uri
 
     page = report_version(parse_model_uri("models:/tune-asha@challenger"), mlflow_server, tmp_path, log=False)
     assert page["tuned"] and page["figures"]["search"] == 3 and "search" not in page["missing"]
@@ -152,7 +152,7 @@ def test_interrupted_search_resumes_with_every_trial_once(ray_local, mlflow_serv
 
 
 def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server, tmp_path):
-    from cnnray.tune.runner import run_tune
+    from cnnray.tune.tuning import run_tune
 
     space = tmp_path / "pbt.yaml"
     # One hopeless lr and one good one: the bad trial must copy the good one. The seed is one whose draws are
@@ -185,7 +185,7 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
 def test_actor_trial_killed_mid_epoch_restarts_from_its_checkpoint(workers, ray_local, mlflow_server, tmp_path, monkeypatch):
     """A trial trained in its own actor has no Train run to retry it: Tune restarts it from its last checkpoint.
     One worker: the trial's actor dies. Two: its rank-1 actor dies, and rank 0's collectives fail with it."""
-    from cnnray.tune.runner import run_tune
+    from cnnray.tune.tuning import run_tune
 
     monkeypatch.setenv("CNNRAY_TEST_FAIL_AT_EPOCH", "1")  # rank 1 (or 0 alone) exits half-way through epoch 2
     lines: list[str] = []
@@ -215,7 +215,7 @@ def test_actor_trial_killed_mid_epoch_restarts_from_its_checkpoint(workers, ray_
 def test_two_worker_actor_trials_stop_together_and_keep_their_group(ray_local, mlflow_server, tmp_path):
     """DDP trials without Train runs: each trial's actor is rank 0 of rank actors it keeps for the next trial;
     a scheduler's stop reaches every rank (the next trial in that group would hang otherwise)."""
-    from cnnray.tune.runner import run_tune
+    from cnnray.tune.tuning import run_tune
 
     lines: list[str] = []
     cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=ddp", "tune.scheduler=asha",
@@ -260,7 +260,7 @@ def _seed_drawing(overrides, space_path, key, values):
 
 
 def test_hyperband_scheduler_with_optuna_search(ray_local, mlflow_server, tmp_path):
-    from cnnray.tune.runner import run_tune
+    from cnnray.tune.tuning import run_tune
 
     space = tmp_path / "small.yaml"
     space.write_text("params:\n  optim.lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n"
@@ -296,7 +296,7 @@ BUDGET_S = 15  # a trial's first epoch (actor start, 2 epochs of tiny data) fits
 @pytest.fixture(scope="module")
 def budget_search(ray_local, mlflow_server, tmp_path_factory):
     """A median-stopping grid search that would take minutes, stopped by tune.time_budget_s (run once)."""
-    from cnnray.tune.runner import run_tune
+    from cnnray.tune.tuning import run_tune
 
     tmp_path = tmp_path_factory.mktemp("timecap")
     space = tmp_path / "grid.yaml"
@@ -333,7 +333,7 @@ def test_median_scheduler_with_grid_search_stops_at_the_time_budget(budget_searc
 
 
 def test_the_search_result_says_the_time_budget_ended_it(budget_search):
-    from cnnray.tune.report import format_tune_summary
+    from cnnray.tune.trial_tables import format_tune_summary
 
     result, lines = budget_search
     assert result.get("stopped_by") == "time_budget", result

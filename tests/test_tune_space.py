@@ -13,7 +13,7 @@ import yaml
 
 from cnnray.config import Config, load_config
 from cnnray.errors import ConfigError
-from cnnray.tune.prepare import check_settings, trial_base_config
+from cnnray.tune.plan import check_settings, trial_base_config
 from cnnray.tune.space import (active_values, check_space, encode_choice, load_space, parse_space, space_names,
                                trial_config)
 
@@ -172,7 +172,7 @@ def test_trial_base_config_applies_the_search_budget_and_resources():
 
 
 def test_trials_train_in_their_actor_when_they_can():
-    from cnnray.tune.prepare import trial_runner
+    from cnnray.tune.plan import trial_runner
 
     assert trial_runner(load_config(), "memory") == "actor"  # one worker, data in memory: no Train run
     assert trial_runner(load_config(overrides=["tune.trial_workers=2"]), "memory") == "actor"  # + its rank actors
@@ -223,7 +223,7 @@ def test_trials_keep_their_latest_checkpoint_only_unless_pbt_may_clone_an_older_
 
 
 def test_a_trial_larger_than_the_cluster_is_refused():
-    from cnnray.tune.prepare import check_trial_fits
+    from cnnray.tune.plan import check_trial_fits
 
     check_trial_fits(load_config(overrides=["tune.trial_workers=2"]), {"CPU": 2.0})
     with pytest.raises(ConfigError, match=r"one trial needs 3 CPUs \(tune.trial_workers=3 x tune.trial_cpus=1\) "

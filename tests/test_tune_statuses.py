@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from cnnray.tune.prepare import TRIALS_FILE, SearchIdentity, load_trial_statuses, save_trial_statuses
+from cnnray.tune.plan import TRIALS_FILE, SearchIdentity, load_trial_statuses, save_trial_statuses
 from cnnray.tune.results import result_trial_id, trial_status
 from cnnray.tune.runs import TrialLifecycle
 

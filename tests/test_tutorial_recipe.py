@@ -5,8 +5,8 @@ import torch
 
 from cnnray.config import load_config
 from cnnray.data import build_transforms, describe_dataset, load_arrays
-from cnnray.train.build import build_model
-from cnnray.train.engine import Engine
+from cnnray.models.from_config import build_model
+from cnnray.loop.engine import Engine
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_one_step_on_digits(cfg):
 def test_plain_loop_schedule_is_the_recipe(cfg):
     """cnnray.bench.plain_loop's LambdaLR factor equals cnnray's Schedule under the tutorial config."""
     from cnnray.bench.plain_loop import LR_HEAD, lr_factor
-    from cnnray.train.schedules import Schedule
+    from cnnray.loop.schedules import Schedule
 
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     opt.param_groups[0]["lr_mult"] = 1.0
@@ -91,7 +91,7 @@ def test_registered_card_normalizes_like_training(cfg):
     """Serving reads mean/std from the model card: with normalize_stats=imagenet they must be ImageNet's, as in
     training, not the data set's own statistics."""
     from cnnray.data.transforms import normalization_stats
-    from cnnray.serve.card import card_for_training
+    from cnnray.classifier.card import card_for_training
 
     info = describe_dataset(cfg.data)
     card = card_for_training(cfg, info, lineage={}, training={})

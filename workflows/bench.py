@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.overhead is not None and (args.which != "tune" or args.overhead < 1):
             raise UserInputError(f"--overhead N (N >= 1 trials) applies to `cnnray bench tune`; got "
                                  f"`{args.which}` with N={args.overhead}")
-        from cnnray.ray_session import quiet_ray
+        from cnnray.cluster.ray_session import quiet_ray
 
         quiet_ray(args.verbose)
         results = {}

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from cnnray.console import EXIT_FAILED, make_parser, print_json, run_workflow
-
-ACTIONS = ("up", "status", "down")
+from cnnray.console import make_parser, print_json, run_workflow
+from cnnray.jobs.cluster_command import ACTIONS, ClusterOptions, run_cluster
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,30 +23,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        from cnnray.jobs import cluster, status
-
-        if args.action == "up":
-            try:
-                state = cluster.up(args.nodes, args.cpus_per_node, args.gpus_per_node,
-                                   object_store_mb=args.object_store_mb, dashboard_port=args.dashboard_port)
-            except cluster.ClusterError as e:  # started nodes were stopped again: nothing is left running
-                print(f"error: cluster up failed: {e}", file=sys.stderr)
-                return EXIT_FAILED
-            print(status.format_up(state), flush=True)
-            if args.json:
-                print_json(state.summary())
-            return 0
-        if args.action == "down":
-            out = cluster.down()
-            print(f"cluster at {out['address']} stopped ({out['stopped']} processes)", flush=True)
-            if args.json:
-                print_json(out)
-            return 0
-        info = status.cluster_status(args.address)
-        print(status.format_status(info), flush=True)
-        if args.json:
-            print_json(info)
-        return 0 if info["running"] else EXIT_FAILED
+        opts = ClusterOptions(args.action, args.nodes, args.cpus_per_node, args.gpus_per_node, args.object_store_mb,
+                              args.dashboard_port, args.address)
+        opts.validate()
+        code, result = run_cluster(opts)
+        if args.json and result is not None:
+            print_json(result)
+        return code
 
     return run_workflow(body)
 

@@ -4,7 +4,6 @@ registered version on labelled data, recorded as an MLflow evaluation run linked
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from cnnray.console import make_parser, print_json, run_workflow
 
@@ -21,53 +20,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        from cnnray.serve.options import split_keys
-        from cnnray.serve.uri import parse_model_uri
+        # deferred: torch (cnnray.serve), after --help and argument errors
+        from cnnray.serve.evaluate_command import EvaluateOptions, run_evaluate
 
-        ref = parse_model_uri(args.model)
-        keys = split_keys(args.overrides)
-        from cnnray.serve import report
-        from cnnray.serve.data import check_classes, data_config_for, describe
-        from cnnray.serve.run_eval import evaluate_models, uses_ray
-        from cnnray.tracking.model_store import load_version
-
-        clf, version = load_version(ref, keys.tracking_uri)
-        data = data_config_for(clf.card, keys.data)
-        info = describe(data)
-        check_classes(clf.card, tuple(info.class_names), f"data.source={data.source}")
-        if uses_ray(data):
-            from cnnray.ray_session import quiet_ray
-
-            quiet_ray(args.verbose)
-        res = evaluate_models([clf], data, args.split)[0]
-        trained_on = version.tags.get("cnnray.data_fingerprint") or clf.card.training.get("data_fingerprint")
-        names = clf.class_names
-        print(f"{version.label} on {data.source} {args.split} ({res.n} images, "
-              f"{'Ray Data' if uses_ray(data) else 'in-process'}):")
-        print(report.metrics_table(res))
-        print("\n" + report.per_class_table(res, names))
-        print("\n" + report.confusion_table(res, names), flush=True)
-        summary = {"model_uri": version.label, "name": version.name, "version": version.version,
-                   "split": args.split, "n": res.n, "metrics": res.metrics, "data_source": data.source,
-                   "data_fingerprint": info.fingerprint, "same_data_as_training": trained_on == info.fingerprint,
-                   "confusion_matrix": res.confusion}
-        files = []
-        if args.out:
-            files = report.write_eval_files(Path(args.out), res, names, summary)
-            print(f"\nwrote {', '.join(f.name for f in files)} to {args.out}")
-        if not args.no_log:
-            import tempfile
-
-            from cnnray.tracking.evaluation import log_evaluation_run
-
-            params = {"model_uri": version.label, "split": args.split, "data.source": data.source,
-                      "data.path": data.path, "data_fingerprint": info.fingerprint, "n": res.n}
-            with tempfile.TemporaryDirectory(prefix="cnnray-eval-") as tmp:
-                # The run always keeps its per-class table and matrix (what `cnnray report` shows).
-                files = files or report.write_eval_files(Path(tmp), res, names, summary)
-                summary["run_id"] = log_evaluation_run(keys.tracking_uri, keys.experiment, version, res.metrics,
-                                                       params, [f for f in files if f.suffix in (".png", ".csv", ".json")])
-            print(f"recorded as MLflow run {summary['run_id']}")
+        opts = EvaluateOptions(args.model, tuple(args.overrides), split=args.split, out=args.out,
+                               log=not args.no_log, verbose=args.verbose)
+        opts.validate()
+        summary = run_evaluate(opts)
         if args.json:
             print_json(summary)
         return 0

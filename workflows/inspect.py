@@ -5,9 +5,9 @@ maps, CBAM attention and Grad-CAM as PNGs + summary.json in --out, each also an 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from cnnray.console import make_parser, print_json, run_workflow
+from cnnray.insight.inspect_command import InspectOptions, run_inspect
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,31 +24,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        from cnnray.errors import UserInputError
-        from cnnray.insight.inspect_options import parse_layers, parse_what
-        from cnnray.serve.options import split_keys
-        from cnnray.serve.uri import parse_model_uri
-
-        ref = parse_model_uri(args.model)
-        if ref.run_id:
-            raise UserInputError(f"--model {args.model}: inspect takes a registered version (models:/NAME/VERSION "
-                                 "or models:/NAME@ALIAS), whose run receives the figures")
-        try:
-            requested, attention_named = parse_what(args.what)
-            layers = parse_layers(args.layers)
-        except ValueError as e:
-            raise UserInputError(str(e)) from None
-        if args.images < 1:
-            raise UserInputError(f"--images {args.images}: at least one image")
-        if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-            raise UserInputError(f"--out {args.out!r} is an existing file, not a folder")
-        keys = split_keys(args.overrides)
-        from cnnray.insight.inspect_version import inspect_version
-
-        summary = inspect_version(ref, keys.tracking_uri, keys.data, Path(args.out) if args.out else None, requested,
-                                  attention_named, layers, args.images)
-        print(f"wrote {len(summary['artifacts'])} files to {summary['out']}; logged to run {summary['run_id']} "
-              "under insight/")
+        opts = InspectOptions(args.model, tuple(args.overrides), out=args.out, what=args.what, layers=args.layers,
+                              images=args.images)
+        opts.validate()
+        summary = run_inspect(opts)
         if args.json:
             print_json(summary)
         return 0

@@ -22,48 +22,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        from cnnray.errors import UserInputError
-        from cnnray.serve.files import collect_images
-        from cnnray.serve.options import split_keys
-        from cnnray.serve.uri import parse_model_uri
+        # deferred: torch (cnnray.serve), after --help and argument errors
+        from cnnray.serve.predict_command import PredictOptions, run_predict
 
-        ref = parse_model_uri(args.model)
-        keys = split_keys([a for a in args.inputs if "=" in a])
-        paths = [a for a in args.inputs if "=" not in a]
-        if args.top_k < 1:
-            raise UserInputError(f"--top-k must be at least 1, got {args.top_k}")
-        if args.data:
-            if args.data[0] != "parquet":
-                raise UserInputError(f"--data {args.data[0]!r}: only 'parquet' is supported (--data parquet PATH)")
-            if not args.out or paths:
-                raise UserInputError("--data parquet PATH needs --out predictions.parquet and no image files")
-            from cnnray.serve.batch import parquet_source
-
-            source = parquet_source(args.data[1], args.split)
-        else:
-            if not paths:
-                raise UserInputError("give image files or directories, or --data parquet PATH --out FILE")
-            files, images = collect_images(paths)
-        from cnnray.tracking.model_store import load_version
-
-        clf, version = load_version(ref, keys.tracking_uri)
-        if args.data:
-            from cnnray.serve.batch_write import predict_parquet
-            from cnnray.ray_session import quiet_ray
-
-            quiet_ray(args.verbose)
-            n = predict_parquet(clf, source, args.out, top_k=args.top_k)
-            print(f"{version.label}: wrote {n} predictions to {args.out}")
-            result = {"model_uri": version.label, "out": args.out, "rows": n}
-        else:
-            from cnnray.serve.report import predictions_table
-
-            rows = clf.predict(images, top_k=args.top_k).records(clf.class_names)
-            for f, r in zip(files, rows):
-                r["path"] = str(f)
-            print(predictions_table(rows, args.top_k), flush=True)
-            result = {"model_uri": version.label, "name": version.name, "version": version.version,
-                      "predictions": rows}
+        opts = PredictOptions(args.model, tuple(args.inputs), top_k=args.top_k,
+                              data=tuple(args.data) if args.data else None, split=args.split, out=args.out,
+                              verbose=args.verbose)
+        opts.validate()
+        result = run_predict(opts)
         if args.json:
             print_json(result)
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from cnnray.console import make_parser, print_json, run_workflow
+from cnnray.console import make_parser, run_workflow
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        from cnnray.promote.decision_output import print_decision
         from cnnray.promote.gate import PromoteOptions, run_promote
         from cnnray.serve.options import split_keys
 
@@ -33,13 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                              args.confidence, args.floor, keys.data, args.split, args.dry_run, keys.experiment,
                              args.resamples)
         opt.validate()
-        from cnnray.serve.report import decision_summary
-
         record = run_promote(opt, on_line=lambda s: print(s, flush=True))
-        print(decision_summary(record), flush=True)
-        if args.json:
-            print_json(record)
-        return 0
+        return print_decision(record, args.json)
 
     return run_workflow(body)
 

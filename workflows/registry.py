@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
         keys = split_keys(args.overrides)
         if args.register:
-            from cnnray.serve.card import card_for_training
+            from cnnray.classifier.card import card_for_training
             from cnnray.tracking.reregister import register_checkpoint
 
             out = register_checkpoint(args.register, keys.tracking_uri, keys.experiment, args.name, args.alias,
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print_json(out)
             return 0
-        from cnnray.serve.report import registry_table
+        from cnnray.serve.tables import registry_table
         from cnnray.tracking.listing import list_versions
 
         rows = list_versions(keys.tracking_uri, args.name)

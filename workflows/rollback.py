@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from cnnray.console import make_parser, print_json, run_workflow
+from cnnray.console import make_parser, run_workflow
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,14 +18,10 @@ def main(argv: list[str] | None = None) -> int:
         from cnnray.serve.options import split_keys
 
         keys = split_keys(args.overrides)
+        from cnnray.promote.decision_output import print_decision
         from cnnray.promote.gate import run_rollback
-        from cnnray.serve.report import decision_summary
 
-        record = run_rollback(keys.tracking_uri, args.name, keys.experiment)
-        print(decision_summary(record), flush=True)
-        if args.json:
-            print_json(record)
-        return 0
+        return print_decision(run_rollback(keys.tracking_uri, args.name, keys.experiment), args.json)
 
     return run_workflow(body)
 

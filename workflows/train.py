@@ -21,23 +21,17 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         overrides = list(args.overrides) + ([f"run.address={args.address}"] if args.address else [])
         cfg = load_config(args.config, overrides)
-        from cnnray.train.local import RankPool, prestart_count
+        from cnnray.run.local_host import prepare_with_ranks
 
-        # A local run's other ranks start now: their imports overlap this process's checks and imports.
-        RankPool.prestart(prestart_count(cfg))
-        try:
-            from cnnray.train.prepare import prepare_run
-
-            prep = prepare_run(cfg)  # data, model and run name checked before Ray is imported
-        except BaseException:
-            RankPool.discard_prestarted()
-            raise
-        from cnnray.ray_session import quiet_ray
+        # A local run's other ranks start now; data, model and run name are checked before Ray is imported.
+        prep, ranks = prepare_with_ranks(cfg)
+        from cnnray.cluster.ray_session import quiet_ray
 
         quiet_ray(args.verbose)
-        from cnnray.train.run import format_train_summary, run_training
+        from cnnray.run.outcome import format_train_summary
+        from cnnray.run.training import run_training
 
-        result = run_training(cfg, verbose=args.verbose, prepared=prep)
+        result = run_training(cfg, verbose=args.verbose, prepared=prep, prestarted=ranks)
         # A failure is one line on stderr (what scripts and `cnnray submit` show); a success goes to stdout.
         print(format_train_summary(result), flush=True, file=sys.stdout if result["status"] == "FINISHED" else sys.stderr)
         if args.json:

@@ -24,14 +24,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             overrides += [f"run.name={args.resume}", "tune.resume=true"]
         cfg = load_config(args.config, overrides)
-        from cnnray.tune.runner import resolve_search
+        from cnnray.tune.tuning import resolve_search
 
         resolve_search(cfg, args.space)  # bad space or settings: exit 2 before Ray is imported
-        from cnnray.ray_session import quiet_ray
+        from cnnray.cluster.ray_session import quiet_ray
 
         quiet_ray(args.verbose)
-        from cnnray.tune.report import format_tune_summary
-        from cnnray.tune.runner import run_tune
+        from cnnray.tune.trial_tables import format_tune_summary
+        from cnnray.tune.tuning import run_tune
 
         result = run_tune(cfg, space_ref=args.space, verbose=args.verbose)
         print(format_tune_summary(result), flush=True)

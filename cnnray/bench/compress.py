@@ -24,7 +24,7 @@ METHODS = ("fuse", "quantize", "prune", "distill", "export")
 
 def _train(overrides: list[str], run_dir: Path, uri: str) -> dict[str, Any]:
     from cnnray.config import load_config
-    from cnnray.train.run import run_training
+    from cnnray.run.training import run_training
 
     cfg = load_config(overrides=[*overrides, f"tracking.uri={uri}", "tracking.experiment=bench-compress",
                                  "registry.name=bench-compress", "registry.alias=champion", "run.name=bench-source",
@@ -54,9 +54,9 @@ def run_compress_bench(quick: bool = False, threads: int = 1, repeats: int = 20,
                        methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     """Train, register, compress with each method; returns the figures of every row."""
     from cnnray.serve.options import CommandKeys
-    from cnnray.serve.uri import parse_model_uri
-    from cnnray.train.compress_candidates import CompressOptions
-    from cnnray.train.compress_job import compress_version
+    from cnnray.tracking.uri import parse_model_uri
+    from cnnray.compress.job.candidates import CompressOptions
+    from cnnray.compress.job.main import compress_version
 
     small = ["data.image_size=16", "model.width=0.125", "train.epochs=2", "train.batch_size=64"]
     rows: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from cnnray.config.data import AugmentConfig, DataConfig
+from cnnray.config.data import AugmentSection, DataSection
 from cnnray.threads import torch_threads
 
 PADDING = 4  # the crop padding used by all three pipelines
@@ -54,14 +54,14 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
     from cnnray.data import describe_dataset, load_arrays
     from cnnray.data.fake import write_image_folder
     from cnnray.data.prepare import prepare_dataset
-    from cnnray.ray_session import ensure_ray
+    from cnnray.cluster.ray_session import ensure_ray
 
-    aug = AugmentConfig(hflip=True, crop_padding=PADDING)
+    aug = AugmentSection(hflip=True, crop_padding=PADDING)
     with tempfile.TemporaryDirectory(prefix="cnnray-bench-") as tmp:
         # val_per_class=1: a val/ folder exists, so the train split is exactly root/train, what the baseline reads.
         root = write_image_folder(Path(tmp) / "folder", num_classes=10, per_class=math.ceil(num_images / 10),
                                   size=image_size, val_per_class=1)
-        cfg = DataConfig(source="imagefolder", path=str(root), image_size=image_size, augment=aug)
+        cfg = DataSection(source="imagefolder", path=str(root), image_size=image_size, augment=aug)
         start = time.perf_counter()
         info = describe_dataset(cfg)
         tx, ty, _, _ = load_arrays(cfg)
@@ -79,7 +79,7 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
         started = ensure_ray()
         import ray.data
 
-        from cnnray.ray_session import requiet_ray_data
+        from cnnray.cluster.ray_session import requiet_ray_data
 
         requiet_ray_data()
 
@@ -93,7 +93,7 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
                 start = time.perf_counter()
                 prepare_dataset(cfg, Path(tmp) / fmt, shards=SHARDS, fmt=fmt, progress=False)
                 prepare_s[fmt] = round(time.perf_counter() - start, 3)
-                pcfg = DataConfig(source="parquet", path=str(Path(tmp) / fmt), image_size=image_size, augment=aug)
+                pcfg = DataSection(source="parquet", path=str(Path(tmp) / fmt), image_size=image_size, augment=aug)
                 ds = build_streaming_datasets(pcfg, describe_dataset(pcfg))["train"]
                 with torch_threads(TRANSFORM_THREADS):
                     stream_rates[fmt] = _epoch_rates(

@@ -54,7 +54,7 @@ def engine_rate(name: str, *, batch: int, size: int, steps: int, epochs: int, pr
                 channels_last: bool = True, compile: bool = False, ema: bool = False) -> float:
     """Images/s of `Engine.train_epoch`; EMA, label smoothing and the lr schedule off, like the lean loop."""
     from cnnray.config import load_config
-    from cnnray.train.engine import Engine
+    from cnnray.loop.engine import Engine
 
     cfg = load_config(overrides={
         "train.precision": precision, "train.channels_last": channels_last, "train.compile": compile,

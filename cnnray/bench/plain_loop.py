@@ -91,7 +91,7 @@ def lean(epochs: int, target: float) -> None:
     """The lean baseline (see the module docstring)."""
     from cnnray.config import load_config
     from cnnray.data import describe_dataset, load_arrays
-    from cnnray.train.build import build_model
+    from cnnray.models.from_config import build_model
 
     cfg = load_config()
     info = describe_dataset(cfg.data)
@@ -122,7 +122,7 @@ def main() -> None:
     """Train until the target validation accuracy, early stopping, or the epoch limit."""
     from cnnray.config import load_config
     from cnnray.data import describe_dataset, load_arrays
-    from cnnray.train.build import build_model
+    from cnnray.models.from_config import build_model
 
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=20)

@@ -52,11 +52,11 @@ def run_predict_bench(model_name: str = "cbam_resnet18", image_size: int = 32, b
 
     from cnnray.config import load_config
     from cnnray.data import build_transforms, describe_dataset, load_arrays
-    from cnnray.serve.card import card_for_training
-    from cnnray.serve.data import example_image
+    from cnnray.classifier.card import card_for_training
+    from cnnray.data.example import example_image
     from cnnray.tracking.model_store import load_pyfunc
     from cnnray.tracking.model_registry import register_weights
-    from cnnray.train.build import build_model
+    from cnnray.models.from_config import build_model
 
     cfg = load_config(overrides=[f"model.name={model_name}", f"data.image_size={image_size}"])
     info = describe_dataset(cfg.data)

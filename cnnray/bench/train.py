@@ -26,8 +26,8 @@ def _median_after_warmup(values: list[float]) -> float:
 def plain_throughput(cfg: Config, threads: int) -> float:
     """Median training images/s of the cnnray loop in this process (no Ray), epochs after the first."""
     from cnnray.data import MemoryLoader, build_transforms, describe_dataset, load_arrays
-    from cnnray.train.build import build_model
-    from cnnray.train.engine import Engine
+    from cnnray.models.from_config import build_model
+    from cnnray.loop.engine import Engine
 
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.train.seed)
@@ -46,7 +46,7 @@ def plain_throughput(cfg: Config, threads: int) -> float:
 
 def ray_throughput(cfg: Config) -> float:
     """Median training images/s of the same loop as one Ray Train worker, epochs after the first."""
-    from cnnray.train.run import run_training
+    from cnnray.run.training import run_training
 
     rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="cnnray-bench-") as d:
@@ -62,7 +62,7 @@ def ray_throughput(cfg: Config) -> float:
 def precision_engines(*, width: float = 1.0, batch: int = 64, steps: int = 6, threads: int = 2):
     """Two engines on the same ResNet-18 (32x32, cifar stem): fp32 NCHW and bf16 channels_last, plus data."""
     from cnnray.models import create_model
-    from cnnray.train.engine import Engine
+    from cnnray.loop.engine import Engine
 
     torch.set_num_threads(threads)
     engines = {}

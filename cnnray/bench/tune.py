@@ -17,7 +17,7 @@ BENCH_CONFIG = ["data.image_size=16", "model.width=0.125", "train.batch_size=64"
 
 
 def _search(scheduler: str, storage: str, num_samples: int, max_epochs: int, space: str, seed: int) -> dict[str, Any]:
-    from cnnray.tune.runner import run_tune
+    from cnnray.tune.tuning import run_tune
 
     cfg = load_config(overrides=BENCH_CONFIG + [
         f"tune.scheduler={scheduler}", f"tune.num_samples={num_samples}", f"tune.max_epochs={max_epochs}",
@@ -67,7 +67,7 @@ OVERHEAD_VARIANTS = {  # label -> overrides
 
 
 def _overhead_search(label: str, extra: list[str], storage: str, n: int) -> dict[str, Any]:
-    from cnnray.tune.runner import run_tune
+    from cnnray.tune.tuning import run_tune
 
     name = "overhead-" + "".join(c if c.isalnum() else "-" for c in label).strip("-")
     cfg = load_config(overrides=[

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from cnnray.compress.export import ONNX_OPSET, check_parity, export_onnx, export_torchscript, run_onnx
 from cnnray.compress.fuse import fuse_conv_bn
 
-# fuse and export run here; quantize, prune and distill in cnnray.train.compress_candidates (prune and
+# fuse and export run here; quantize, prune and distill in cnnray.compress.job.candidates (prune and
 # distill train, through cnnray's training run).
 METHODS = ("fuse", "quantize", "prune", "distill", "export")
 
@@ -74,5 +74,5 @@ def apply_method(method: str, model: nn.Module, example: Tensor, out_dir: Path) 
     if check_method(method) == "fuse":
         return fuse(model)
     if method != "export":
-        raise ValueError(f"--method {method}: not a single-model transform (see cnnray.train.compress_candidates)")
+        raise ValueError(f"--method {method}: not a single-model transform (see cnnray.compress.job.candidates)")
     return export(model, example, out_dir)

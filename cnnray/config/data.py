@@ -13,7 +13,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class AugmentConfig(Strict):
+class AugmentSection(Strict):
     """Batch-level augmentations, applied on the training device; None means the source's default."""
 
     hflip: bool | None = Field(default=None, description=(
@@ -54,7 +54,7 @@ class AugmentConfig(Strict):
         return v
 
     @model_validator(mode="after")
-    def _scale_order(self) -> AugmentConfig:
+    def _scale_order(self) -> AugmentSection:
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min ({self.scale_min}) must be <= scale_max ({self.scale_max})")
         if self.erasing_scale[1] > 1:
@@ -62,7 +62,7 @@ class AugmentConfig(Strict):
         return self
 
 
-class DataConfig(Strict):
+class DataSection(Strict):
     """Data source, split, loader and augmentation."""
 
     source: Literal["digits", "cifar10", "cifar100", "imagefolder", "parquet", "synthetic"] = Field(
@@ -85,4 +85,4 @@ class DataConfig(Strict):
     normalize_stats: Literal["dataset", "imagenet"] = Field(default="dataset", description=(
         "per-channel mean/std used to normalize: dataset = the train split's (or the source's known constants); "
         "imagenet = ImageNet's RGB mean/std for 3 channels, and the average of the three for 1 channel"))
-    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="train-time augmentation")
+    augment: AugmentSection = Field(default_factory=AugmentSection, description="train-time augmentation")

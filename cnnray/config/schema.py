@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from cnnray.config.base import Strict
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 
 # A run name becomes a directory under scaling.storage_path, an MLflow run name and a Ray metrics tag:
 # a name, never a path, and only characters all three carry (Ray's metric tags are ASCII-only).
@@ -29,7 +29,7 @@ def check_run_name(name: str) -> str:
     return name
 
 
-class ModelConfig(Strict):
+class ModelSection(Strict):
     """Which registered model, and the options passed to `create_model` (None = the model's default)."""
 
     name: str = Field(default="cbam_resnet18", description="registered model name (`cnnray models` lists them)")
@@ -59,7 +59,7 @@ class ModelConfig(Strict):
         "zero each residual branch's last norm weight, so every block starts as act(shortcut)"))
 
 
-class OptimConfig(Strict):
+class OptimSection(Strict):
     """Optimizer and its parameter groups."""
 
     name: Literal["adamw", "sgd"] = Field(default="adamw", description="optimizer: adamw or sgd")
@@ -83,7 +83,7 @@ class OptimConfig(Strict):
         return v
 
 
-class ScheduleConfig(Strict):
+class ScheduleSection(Strict):
     """Learning-rate schedule, stepped per iteration."""
 
     name: Literal["cosine", "step", "multistep", "exponential", "onecycle", "plateau", "constant"] = Field(
@@ -113,7 +113,7 @@ class ScheduleConfig(Strict):
         return v
 
 
-class TrainConfig(Strict):
+class TrainSection(Strict):
     """The training loop."""
 
     epochs: int = Field(default=12, ge=1, description="epochs to train (early stopping may end sooner)")
@@ -143,6 +143,11 @@ class TrainConfig(Strict):
     resume: bool = Field(default=False, description="continue run.name from its latest (or resume_from) checkpoint")
     resume_from: str | None = Field(default=None, description=(
         "with resume: a checkpoint folder name of the run (default: its latest)"))
+
+    @property
+    def monitor_mode(self) -> str:
+        """"min" for a loss, "max" for an accuracy or F1: which way `monitor` gets better."""
+        return "min" if self.monitor == "val_loss" else "max"
 
     @field_validator("resume_from")
     @classmethod
@@ -201,7 +206,7 @@ class RunSection(Strict):
         return None if v is None else check_run_name(v)
 
 
-class TrackingConfig(Strict):
+class TrackingSection(Strict):
     """MLflow tracking."""
 
     uri: str | None = Field(default=None, description=(
@@ -210,7 +215,7 @@ class TrackingConfig(Strict):
     enabled: bool = Field(default=True, description="log runs to MLflow")
 
 
-class RegistryConfig(Strict):
+class RegistrySection(Strict):
     """Model registration at the end of a run."""
 
     name: str = Field(default="cnnray", description="registered model name in MLflow")
@@ -259,13 +264,13 @@ class TuneSection(Strict):
 class Config(Strict):
     """The whole resolved config of a run."""
 
-    data: DataConfig = Field(default_factory=DataConfig, description="data source, split, loader and augmentation")
-    model: ModelConfig = Field(default_factory=ModelConfig, description="which registered model and its options")
-    optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and parameter groups")
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="learning-rate schedule")
-    train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
+    data: DataSection = Field(default_factory=DataSection, description="data source, split, loader and augmentation")
+    model: ModelSection = Field(default_factory=ModelSection, description="which registered model and its options")
+    optim: OptimSection = Field(default_factory=OptimSection, description="optimizer and parameter groups")
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection, description="learning-rate schedule")
+    train: TrainSection = Field(default_factory=TrainSection, description="the training loop")
     scaling: ScalingSection = Field(default_factory=ScalingSection, description="Ray Train workers and storage")
     run: RunSection = Field(default_factory=RunSection, description="the run's identity")
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow tracking")
-    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="model registration")
+    tracking: TrackingSection = Field(default_factory=TrackingSection, description="MLflow tracking")
+    registry: RegistrySection = Field(default_factory=RegistrySection, description="model registration")
     tune: TuneSection = Field(default_factory=TuneSection, description="Ray Tune search")

@@ -1,4 +1,8 @@
-"""Mixup and CutMix at batch level, returning soft targets (label smoothing included)."""
+"""Mixup and CutMix at batch level, returning soft targets (label smoothing included).
+
+mixup: Zhang et al. 2017, https://arxiv.org/abs/1710.09412; CutMix: Yun et al. 2019, https://arxiv.org/abs/1905.04899;
+label smoothing: Szegedy et al. 2015, https://arxiv.org/abs/1512.00567.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ import torch.nn.functional as F
 
 
 def smooth_one_hot(y: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
-    """One-hot float targets with `smoothing` spread evenly over all classes; rows sum to 1."""
+    """One-hot float targets with `smoothing` spread evenly over all classes; rows sum to 1.
+
+    Label smoothing (Szegedy et al. 2015, https://arxiv.org/abs/1512.00567).
+    """
     off = smoothing / num_classes
     return F.one_hot(y, num_classes).float() * (1.0 - smoothing) + off
 
@@ -19,6 +26,9 @@ class MixupCutmix:
     With both alphas > 0 a batch gets one or the other with equal chance; `prob` is the chance a batch is
     mixed at all. Targets are lam * y + (1 - lam) * y_reversed, with lam the pasted area's complement for
     cutmix. Random draws come from the `generator` passed to __call__ (CPU) or the global RNG.
+
+    mixup: Zhang et al. 2017, https://arxiv.org/abs/1710.09412; CutMix: Yun et al. 2019,
+    https://arxiv.org/abs/1905.04899.
     """
 
     def __init__(self, mixup_alpha: float, cutmix_alpha: float, prob: float, num_classes: int,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.atomic import atomic_directory, check_output
 from cnnray.data.codec import FORMATS, encode, try_decode_file
 from cnnray.data.folder import header_channels, resolve_channels, scan_folder
@@ -52,7 +52,7 @@ class Plan:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def _folder_plan(cfg: DataConfig, image_size: int | None, strict: bool) -> Plan:
+def _folder_plan(cfg: DataSection, image_size: int | None, strict: bool) -> Plan:
     listing = scan_folder(require_path(cfg))
     train, val = splits(listing, cfg)
     found: dict[Path, int] = {}
@@ -74,7 +74,7 @@ def _folder_plan(cfg: DataConfig, image_size: int | None, strict: bool) -> Plan:
     return Plan(listing.class_names, c, {"train": items(train, "train"), "val": items(val, "val")}, skipped)
 
 
-def _array_plan(cfg: DataConfig, image_size: int | None) -> Plan:
+def _array_plan(cfg: DataSection, image_size: int | None) -> Plan:
     size = image_size or NATIVE_SIZE.get(cfg.source, cfg.image_size)
     a = get_source(cfg.source).load(cfg.model_copy(update={"image_size": size}))
     out: dict[str, list[Item]] = {}
@@ -117,7 +117,7 @@ class _Stats:
                                "min_w": min(ws), "max_w": max(ws), "mean_w": round(sum(ws) / len(ws), 3)}}
 
 
-def prepare_dataset(cfg: DataConfig, out: str | Path, *, shards: int | None = None, fmt: str = "png",
+def prepare_dataset(cfg: DataSection, out: str | Path, *, shards: int | None = None, fmt: str = "png",
                     image_size: int | None = None, strict: bool = False, overwrite: bool = False,
                     progress: bool = True) -> dict[str, Any]:
     """Verify and write every image of `cfg`'s source to OUT; unreadable ones are skipped (or fatal with strict)."""
@@ -170,7 +170,7 @@ def prepare_dataset(cfg: DataConfig, out: str | Path, *, shards: int | None = No
             "skipped": skipped, "seconds": round(time.perf_counter() - start, 3)}
 
 
-def _relative(entry: dict[str, str], cfg: DataConfig) -> dict[str, str]:
+def _relative(entry: dict[str, str], cfg: DataSection) -> dict[str, str]:
     # The manifest records paths relative to the source root, so it does not depend on where the folder lives.
     root = str(Path(cfg.path).expanduser().resolve()) + "/" if cfg.path else ""
     return {k: v.replace(root, "") if root else v for k, v in entry.items()}

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.codec import decode_many
 from cnnray.data.describe import load_arrays
 from cnnray.data.info import DatasetInfo
@@ -37,7 +37,7 @@ def _raw_table(x: torch.Tensor, y: torch.Tensor) -> pa.Table:
                      "path": pa.array([str(i) for i in range(n)], pa.string())}, schema=SCHEMA)
 
 
-def build_streaming_datasets(cfg: DataConfig, info: DatasetInfo) -> dict[str, Any]:
+def build_streaming_datasets(cfg: DataSection, info: DatasetInfo) -> dict[str, Any]:
     """{'train', 'val'}: Ray Datasets of uint8 'image' [C,S,S] and int64 'label', decoded in map_batches.
 
     parquet reads the shards listed in manifest.json (local path or URI). Other sources are loaded in the

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from cnnray.config.data import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, DataConfig
+from cnnray.config.data import IMAGENET_MEAN, IMAGENET_STD, AugmentSection, DataSection
 from cnnray.data import augment as A
 from cnnray.data.info import DatasetInfo
 from cnnray.errors import ConfigError
 
 
-def source_defaults(cfg: DataConfig) -> AugmentConfig:
+def source_defaults(cfg: DataSection) -> AugmentSection:
     """data.augment with None filled per source: no flips for digits; crop padding 1/8 of the size (digits 1/16)."""
     aug = cfg.augment
     digits = cfg.source == "digits"
@@ -19,7 +19,7 @@ def source_defaults(cfg: DataConfig) -> AugmentConfig:
     return aug.model_copy(update={"hflip": hflip, "crop_padding": pad})
 
 
-def normalization_stats(cfg: DataConfig, info: DatasetInfo) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalization_stats(cfg: DataSection, info: DatasetInfo) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) per channel that data.normalize_stats selects: the data set's, or ImageNet's.
 
     ImageNet's statistics are RGB; for 1-channel data `imagenet` means the average of the three channels
@@ -39,7 +39,7 @@ class BatchTransform:
     """Callable `(x_uint8, generator=None) -> float32`; augmentation only when `augment` is given."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], normalize: bool = True,
-                 augment: AugmentConfig | None = None) -> None:
+                 augment: AugmentSection | None = None) -> None:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.normalize = normalize
@@ -87,7 +87,7 @@ class BatchTransform:
         return f"BatchTransform(normalize={self.normalize}, augment={self.augment!r})"
 
 
-def build_transforms(cfg: DataConfig, info: DatasetInfo) -> tuple[BatchTransform, BatchTransform]:
+def build_transforms(cfg: DataSection, info: DatasetInfo) -> tuple[BatchTransform, BatchTransform]:
     """(train_tf, eval_tf): both normalize by `normalization_stats`; only train_tf augments."""
     aug = source_defaults(cfg)
     mean, std = normalization_stats(cfg, info)

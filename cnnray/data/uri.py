@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.errors import DataError
 
 
@@ -48,7 +48,7 @@ def read_bytes(fs: pafs.FileSystem, path: str, what: str) -> bytes:
         raise DataError(f"cannot read {what} at {path}: {e}") from None
 
 
-def absolute_data_path(cfg: DataConfig) -> DataConfig:
+def absolute_data_path(cfg: DataSection) -> DataSection:
     """The config with a local data.path made absolute, so Ray workers with another cwd find the same files."""
     if not cfg.path or "://" in cfg.path:
         return cfg

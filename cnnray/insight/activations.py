@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnray.threads import torch_threads
-from cnnray.tutorial import ActivationComparison
+from cnnray.insight.activation_comparison import ActivationComparison
 
 NAMES = ("relu", "leaky_relu", "swish", "mish", "gelu", "frelu", "prelu")
 SHAPE = (64, 32, 32, 32)  # (N, C, H, W) of the throughput measurement

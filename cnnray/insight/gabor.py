@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from cnnray.layers import gabor_bank
-from cnnray.tutorial import simulate_simple_cell
+from cnnray.insight.simple_cell import simulate_simple_cell
 
 WAVELENGTH = 4.0
 KERNEL_SIZE = 9

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from cnnray.insight.report_model import Evaluation, Figure, VersionReport
-from cnnray.metrics import class_scores
+from cnnray.scores import class_scores
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 STYLE = """

@@ -21,7 +21,7 @@ def report_version(ref: Any, tracking_uri: str, out: Path | None, log: bool = Tr
     from cnnray.insight.report_html import render_report
     from cnnray.tracking.insight_artifacts import log_insight_artifacts
     from cnnray.tracking.model_store import load_card, resolve
-    from cnnray.tracking.report_gather import gather_report
+    from cnnray.insight.report_gather import gather_report
 
     version = resolve(ref, tracking_uri)
     report = gather_report(tracking_uri, version, load_card(version, tracking_uri))

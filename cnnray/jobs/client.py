@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnray.errors import UserInputError
-from cnnray.jobs import auth
-from cnnray.jobs.cluster import load_state
+from cnnray.cluster import auth
+from cnnray.cluster.nodes import load_cluster_state
 
 CONNECT_TIMEOUT_S = 4.0
 
@@ -36,9 +36,9 @@ def _normalize(address: str) -> str:
     return address if "://" in address else f"http://{address}"
 
 
-def resolve(address: str | None = None) -> Target:
+def resolve_target(address: str | None = None) -> Target:
     """The job API to use and its token; UserInputError when there is none."""
-    state = load_state()
+    state = load_cluster_state()
     given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if given and given != "auto":
         url = _normalize(given)
@@ -51,7 +51,7 @@ def resolve(address: str | None = None) -> Target:
     return Target(state.dashboard_url, state.token(), True)
 
 
-def check(target: Target, timeout: float = CONNECT_TIMEOUT_S) -> dict[str, Any]:
+def probe_target(target: Target, timeout: float = CONNECT_TIMEOUT_S) -> dict[str, Any]:
     """GET /api/version within `timeout`: the cluster's versions, or UserInputError saying what is wrong."""
     import requests
 
@@ -78,9 +78,9 @@ def check(target: Target, timeout: float = CONNECT_TIMEOUT_S) -> dict[str, Any]:
 
 def prepare(address: str | None = None) -> Target:
     """Resolve and check the address, and set this process up to present its token (before Ray is imported)."""
-    target = resolve(address)
+    target = resolve_target(address)
     auth.use_token(target.token)
-    check(target)
+    probe_target(target)
     return target
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from cnnray.jobs import auth
+from cnnray.cluster import auth
 from cnnray.jobs.client import Target
 
 TRAIN_WORKER = "RayTrainWorker"  # Ray Train V2's worker actor: one per DDP rank

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnray.jobs import auth
+from cnnray.cluster import auth
 from cnnray.jobs.client import Target, prepare
-from cnnray.jobs.cluster import ClusterState, client_env, load_state, state_dir
+from cnnray.cluster.nodes import ClusterState, client_env, load_cluster_state, state_dir
 
 _SKIP_RESOURCES = ("node:", "accelerator_type:")
 
@@ -46,7 +46,7 @@ def _resources(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def cluster_status(address: str | None = None) -> dict[str, Any]:
     """Nodes, resources and jobs of the given or the local cluster; running=False when there is none."""
-    state = load_state()
+    state = load_cluster_state()
     if address is None and (state is None or not state.is_running()):
         note = (f"no cluster started by `cnnray cluster up` (state in {state_dir()})" if state is None else
                 f"the cluster recorded in {state_dir()} is not running (its head, pid {state.head.pid}, is gone); "

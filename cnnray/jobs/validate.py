@@ -33,7 +33,7 @@ class Checked:
 
 def workflow_module(name: str) -> str:
     """The module a workflow name runs; UserInputError naming the valid ones."""
-    from cnnray.cli import COMMANDS
+    from cnnray.commands import COMMANDS
 
     valid = [c for c in COMMANDS if c not in NOT_SUBMITTABLE]
     if name not in valid:
@@ -128,7 +128,7 @@ def check_train(args: list[str], env_uri: str | None) -> Checked:
     cfg = load_config(_config_paths(parsed.config) or None, parsed.overrides)
     pins, notes = _pins(cfg, env_uri)
     cfg = load_config(_config_paths(parsed.config) or None, parsed.overrides + pins)
-    from cnnray.train.prepare import prepare_run
+    from cnnray.run.plan import prepare_run
 
     prep = prepare_run(cfg)
     # The job uses the name checked here (a timestamp name would otherwise be taken again, seconds later).
@@ -149,9 +149,9 @@ def check_tune(args: list[str], env_uri: str | None) -> Checked:
     named = bool(cfg.run.name)
     pins, notes = _pins(cfg, env_uri)
     cfg = load_config(configs, overrides + pins)
-    from cnnray.train.prepare import prepare_run
-    from cnnray.tune.runner import resolve_search
-    from cnnray.tune.prepare import trial_base_config
+    from cnnray.run.plan import prepare_run
+    from cnnray.tune.tuning import resolve_search
+    from cnnray.tune.plan import trial_base_config
 
     cfg, _, ident = resolve_search(cfg, parsed.space)
     base = trial_base_config(cfg)
@@ -172,7 +172,7 @@ def check_generic(workflow: str, args: list[str]) -> Checked:
     return Checked(workflow, "", list(args), paths)
 
 
-def check(workflow: str, args: list[str], env_uri: str | None) -> Checked:
+def check_submission(workflow: str, args: list[str], env_uri: str | None) -> Checked:
     """Validate a submission locally; UserInputError (exit 2) on anything the workflow itself would refuse."""
     module = workflow_module(workflow)
     if workflow == "train":

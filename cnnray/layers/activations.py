@@ -10,7 +10,8 @@ from ._checks import check_positive_int
 
 
 class Swish(nn.Module):
-    """x * sigmoid(beta * x) (Ramachandran et al. 2017); beta = 1 is SiLU, `learnable` trains beta."""
+    """x * sigmoid(beta * x) (Ramachandran et al. 2017, https://arxiv.org/abs/1710.05941); beta = 1 is SiLU,
+    `learnable` trains beta."""
 
     def __init__(self, beta: float = 1.0, learnable: bool = False) -> None:
         super().__init__()
@@ -25,21 +26,23 @@ class Swish(nn.Module):
 
 
 class Mish(nn.Module):
-    """x * tanh(softplus(x)) (Misra 2019)."""
+    """x * tanh(softplus(x)) (Misra 2019, https://arxiv.org/abs/1908.08681)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return F.mish(x)
 
 
 class GELU(nn.Module):
-    """GELU with the tanh approximation (Hendrycks & Gimpel 2016), as in BERT/GPT-2."""
+    """GELU with the tanh approximation (Hendrycks & Gimpel 2016, https://arxiv.org/abs/1606.08415), as in
+    BERT/GPT-2."""
 
     def forward(self, x: Tensor) -> Tensor:
         return F.gelu(x, approximate="tanh")
 
 
 class AdaptivePReLU(nn.Module):
-    """PReLU with one learned negative slope per channel of a (B, C, ...) input."""
+    """PReLU (He et al. 2015, https://arxiv.org/abs/1502.01852) with one learned negative slope per channel of a
+    (B, C, ...) input."""
 
     def __init__(self, channels: int, init: float = 0.25) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""CBAM (Woo et al. 2018): channel attention, then spatial attention, refining a feature map.
+"""CBAM (Woo et al. 2018, https://arxiv.org/abs/1807.06521): channel attention, then spatial attention,
+refining a feature map.
 
 forward() returns the refined map; attention() returns the gate itself, for plotting attention maps.
 
@@ -21,7 +22,8 @@ from .create_act import get_act
 
 
 class ChannelAttention(nn.Module):
-    """Gate channels by sigmoid(MLP(avg_pool(x)) + MLP(max_pool(x))), one MLP (1x1 convs) shared by both."""
+    """CBAM's channel attention (Woo et al. 2018, https://arxiv.org/abs/1807.06521): gate channels by
+    sigmoid(MLP(avg_pool(x)) + MLP(max_pool(x))), one MLP (1x1 convs) shared by both."""
 
     def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 8, act: str = "relu") -> None:
         super().__init__()
@@ -49,7 +51,8 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialAttention(nn.Module):
-    """Gate positions by sigmoid(k x k conv([mean over C, max over C]))."""
+    """CBAM's spatial attention (Woo et al. 2018, https://arxiv.org/abs/1807.06521): gate positions by
+    sigmoid(k x k conv([mean over C, max over C]))."""
 
     def __init__(self, kernel_size: int = 7) -> None:
         super().__init__()
@@ -68,7 +71,8 @@ class SpatialAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-    """Channel attention followed by spatial attention (the order the paper found best)."""
+    """CBAM (Woo et al. 2018, https://arxiv.org/abs/1807.06521): channel attention followed by spatial attention
+    (the order the paper found best)."""
 
     def __init__(
         self, channels: int, reduction: int = 16, spatial_kernel: int = 7, min_hidden: int = 8, act: str = "relu"

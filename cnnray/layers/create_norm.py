@@ -1,12 +1,13 @@
 """Normalisation layers by name; every one has a per-channel `weight` (for zero-init of residual branches).
 
-- 'batch': BatchNorm2d.
-- 'group': GroupNorm with num_groups = the largest divisor of channels that is <= 32 (override
-  with num_groups=...); 32 groups as in Wu & He 2018 whenever channels allow it.
-- 'layer': GroupNorm(1, C), i.e. LayerNorm over (C, H, W) of each sample, with per-channel affine.
+- 'batch': BatchNorm2d (Ioffe & Szegedy 2015, https://arxiv.org/abs/1502.03167).
+- 'group': GroupNorm (https://arxiv.org/abs/1803.08494) with num_groups = the largest divisor of channels that
+  is <= 32 (override with num_groups=...); 32 groups as in Wu & He 2018 whenever channels allow it.
+- 'layer': GroupNorm(1, C), i.e. LayerNorm (Ba et al. 2016, https://arxiv.org/abs/1607.06450) over (C, H, W)
+  of each sample, with per-channel affine.
 - 'layer_channels': LayerNorm2d, over C only at each position (ConvNeXt style).
-- 'instance': InstanceNorm2d(affine=True).
-- 'switchable': SwitchableNorm2d.
+- 'instance': InstanceNorm2d(affine=True) (Ulyanov et al. 2016, https://arxiv.org/abs/1607.08022).
+- 'switchable': SwitchableNorm2d (Luo et al. 2019, https://arxiv.org/abs/1806.10779).
 """
 
 from __future__ import annotations

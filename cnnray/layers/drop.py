@@ -1,4 +1,5 @@
-"""DropBlock (Ghiasi et al. 2018) and DropPath / stochastic depth (Huang et al. 2016).
+"""DropBlock (Ghiasi et al. 2018, https://arxiv.org/abs/1810.12890) and DropPath / stochastic depth
+(Huang et al. 2016, https://arxiv.org/abs/1603.09382).
 
 DropBlock zeroes contiguous block_size x block_size squares of a feature map instead of single
 activations: neighbouring activations are correlated, so dropping single pixels barely removes
@@ -30,8 +31,9 @@ def drop_block_2d(
 ) -> Tensor:
     """Zero random block_size squares of `x` (B, C, H, W) so that about `drop_prob` of it is dropped.
 
-    One mask per channel by default, as in Ghiasi et al.'s Algorithm 1 (and timm), which the paper
-    found to work better; `per_channel=False` shares one mask across a sample's channels.
+    DropBlock (Ghiasi et al. 2018, https://arxiv.org/abs/1810.12890). One mask per channel by default, as
+    in Ghiasi et al.'s Algorithm 1 (and timm), which the paper found to work better; `per_channel=False`
+    shares one mask across a sample's channels.
     """
     drop_prob = check_drop_prob("drop_prob", drop_prob)
     block_size = check_positive_int("block_size", block_size)
@@ -55,7 +57,8 @@ def drop_block_2d(
 
 
 class DropBlock2d(nn.Module):
-    """DropBlock as a module: active in training, identity in eval."""
+    """DropBlock (Ghiasi et al. 2018, https://arxiv.org/abs/1810.12890) as a module: active in training,
+    identity in eval."""
 
     def __init__(self, drop_prob: float = 0.1, block_size: int = 7, per_channel: bool = True) -> None:
         super().__init__()
@@ -71,7 +74,10 @@ class DropBlock2d(nn.Module):
 
 
 def drop_path(x: Tensor, drop_prob: float = 0.0, training: bool = False) -> Tensor:
-    """Zero whole samples of a residual branch with probability `drop_prob`, scaling survivors by 1/keep."""
+    """Zero whole samples of a residual branch with probability `drop_prob`, scaling survivors by 1/keep.
+
+    Stochastic depth (Huang et al. 2016, https://arxiv.org/abs/1603.09382), drawn per sample.
+    """
     drop_prob = check_drop_prob("drop_prob", drop_prob)
     if not training or drop_prob == 0.0:
         return x
@@ -83,7 +89,8 @@ def drop_path(x: Tensor, drop_prob: float = 0.0, training: bool = False) -> Tens
 
 
 class DropPath(nn.Module):
-    """Stochastic depth per sample, for the main path of a residual block."""
+    """Stochastic depth (Huang et al. 2016, https://arxiv.org/abs/1603.09382) per sample, for the main path
+    of a residual block."""
 
     def __init__(self, drop_prob: float = 0.0) -> None:
         super().__init__()
@@ -97,7 +104,10 @@ class DropPath(nn.Module):
 
 
 def drop_path_rates(drop_path_rate: float, num_blocks: int) -> list[float]:
-    """Per-block drop-path rates rising linearly from 0 (first block) to `drop_path_rate` (last)."""
+    """Per-block drop-path rates rising linearly from 0 (first block) to `drop_path_rate` (last).
+
+    The linear decay rule of stochastic depth (Huang et al. 2016, https://arxiv.org/abs/1603.09382).
+    """
     drop_path_rate = check_drop_prob("drop_path_rate", drop_path_rate)
     num_blocks = check_non_negative_int("num_blocks", num_blocks)
     if num_blocks == 1:

@@ -1,4 +1,5 @@
-"""FReLU, funnel activation (Ma et al. 2020): max(x, T(x)) with a spatial condition T."""
+"""FReLU, funnel activation (Ma et al. 2020, https://arxiv.org/abs/2007.11824): max(x, T(x)) with a spatial
+condition T."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from ._checks import check_positive_int
 
 
 class FReLU(nn.Module):
-    """max(x, BN(depthwise 3x3 conv(x))): ReLU's fixed 0 replaced by a learned look at the neighbourhood."""
+    """max(x, BN(depthwise 3x3 conv(x))): ReLU's fixed 0 replaced by a learned look at the neighbourhood.
+
+    FReLU (Ma et al. 2020, https://arxiv.org/abs/2007.11824).
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""LayerNorm over the channels of each position of a (B, C, H, W) map (as in ConvNeXt)."""
+"""LayerNorm (Ba et al. 2016, https://arxiv.org/abs/1607.06450) over the channels of each position of a
+(B, C, H, W) map (as in ConvNeXt)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from ._checks import check_positive_int
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """Normalises each (b, :, h, w) channel vector; per-channel affine `weight` and `bias`."""
+    """Normalises each (b, :, h, w) channel vector; per-channel affine `weight` and `bias`.
+
+    Layer normalization (Ba et al. 2016, https://arxiv.org/abs/1607.06450), over C only at each position.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-6, elementwise_affine: bool = True) -> None:
         super().__init__(check_positive_int("channels", channels), eps=eps, elementwise_affine=elementwise_affine)

@@ -1,4 +1,5 @@
-"""Squeeze-and-Excitation (Hu et al. 2018): the channel-gating baseline CBAM is compared with."""
+"""Squeeze-and-Excitation (Hu et al. 2018, https://arxiv.org/abs/1709.01507): the channel-gating baseline CBAM
+is compared with."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from ._hidden import reduced_channels
 
 
 class SqueezeExcite(nn.Module):
-    """Gate channels by sigmoid(MLP(avg_pool(x))); hidden width max(channels // reduction, min_hidden)."""
+    """Squeeze-and-Excitation (Hu et al. 2018, https://arxiv.org/abs/1709.01507): gate channels by
+    sigmoid(MLP(avg_pool(x))); hidden width max(channels // reduction, min_hidden)."""
 
     def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 8) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""Stochastic pooling (Zeiler & Fergus 2013): sample one activation per window, in proportion to it."""
+"""Stochastic pooling (Zeiler & Fergus 2013, https://arxiv.org/abs/1301.3557): sample one activation per
+window, in proportion to it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from .padding import pad_same, window_view
 
 
 def stochastic_pool2d(x: Tensor, kernel_size: int = 2, stride: int = 2, training: bool = True) -> Tensor:
-    """Stochastic pooling of `x` (B, C, H, W) to ceil(H / stride) x ceil(W / stride) ('same' padding)."""
+    """Stochastic pooling (Zeiler & Fergus 2013, https://arxiv.org/abs/1301.3557) of `x` (B, C, H, W) to
+    ceil(H / stride) x ceil(W / stride) ('same' padding)."""
     kernel_size = check_positive_int("kernel_size", kernel_size)
     stride = check_positive_int("stride", stride)
     # Probabilities come from the relu'd activations; zero padding therefore is never picked,
@@ -31,7 +33,8 @@ def stochastic_pool2d(x: Tensor, kernel_size: int = 2, stride: int = 2, training
 
 
 class StochasticPool2d(nn.Module):
-    """Stochastic pooling: a sampled activation in training, the probability-weighted average in eval."""
+    """Stochastic pooling (Zeiler & Fergus 2013, https://arxiv.org/abs/1301.3557): a sampled activation in
+    training, the probability-weighted average in eval."""
 
     def __init__(self, kernel_size: int = 2, stride: int = 2) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""Switchable Normalization (Luo et al. 2019): a learned mix of IN, LN and BN statistics."""
+"""Switchable Normalization (Luo et al. 2019, https://arxiv.org/abs/1806.10779): a learned mix of IN, LN and
+BN statistics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from ._checks import check_positive_int
 
 class SwitchableNorm2d(nn.Module):
     """Normalises with softmax-weighted means and variances of IN, LN and BN, then a per-channel affine.
+
+    Switchable Normalization (Luo et al. 2019, https://arxiv.org/abs/1806.10779).
 
     Means and variances have separate mixing logits, each ordered (IN, LN, BN). Variances are
     the biased ones used for normalising (as BatchNorm2d in training); the BN running variance

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from cnnray.errors import DataError
-from cnnray.serve.card import ModelCard
+from cnnray.classifier.card import ModelCard
 
 BATCH = 256
 
@@ -69,7 +69,7 @@ class _Predictor:
 
     def __init__(self, models: list[tuple[dict[str, Any], dict[str, torch.Tensor]]], fmt: str | None, top_k: int,
                  use_gpu: bool) -> None:
-        from cnnray.serve.classifier import ImageClassifier
+        from cnnray.classifier.classifier import ImageClassifier
 
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.models = [ImageClassifier(ModelCard.from_dict(card), sd, device=device) for card, sd in models]
@@ -111,7 +111,7 @@ def stream_predictions(source: ParquetSource, models: list[Any], *, top_k: int =
     import ray
     import ray.data
 
-    from cnnray.ray_session import ensure_ray
+    from cnnray.cluster.ray_session import ensure_ray
 
     ensure_ray()
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0

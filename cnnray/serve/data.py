@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.errors import ConfigError, DataError, UserInputError
-from cnnray.serve.card import ModelCard
+from cnnray.classifier.card import ModelCard
 
 SPLITS = ("val", "train", "test")
 
@@ -27,7 +26,7 @@ class EvalData:
     split: str
 
 
-def data_config_for(card: ModelCard, overrides: list[str]) -> DataConfig:
+def data_config_for(card: ModelCard, overrides: list[str]) -> DataSection:
     """The card's training data config with `data.*` overrides; image size and channels are the model's."""
     from cnnray.config.loader import load_config
 
@@ -75,14 +74,14 @@ def check_classes(card: ModelCard, data_names: tuple[str, ...], where: str) -> N
         raise DataError(f"{where} orders its classes differently from the model; expected {', '.join(model_names)}")
 
 
-def describe(data: DataConfig) -> Any:
+def describe(data: DataSection) -> Any:
     """DatasetInfo of the evaluation data (DataError/ConfigError on bad input; nothing decoded yet)."""
     from cnnray.data import absolute_data_path, describe_dataset
 
     return describe_dataset(absolute_data_path(data))
 
 
-def load_split(data: DataConfig, split: str) -> EvalData:
+def load_split(data: DataSection, split: str) -> EvalData:
     """Decode one split of the data at data.image_size/channels."""
     from cnnray.data import absolute_data_path, describe_dataset, load_arrays
 
@@ -98,7 +97,7 @@ def load_split(data: DataConfig, split: str) -> EvalData:
     return EvalData(x, y, tuple(info.class_names), info.fingerprint, data.source, split)
 
 
-def _test_split(data: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _test_split(data: DataSection) -> tuple[torch.Tensor, torch.Tensor]:
     """root/test/<class>/* of an image folder, or the `test` shards of a Parquet directory."""
     if data.source == "imagefolder":
         from cnnray.data.folder import _split, scan_folder
@@ -120,30 +119,3 @@ def _test_split(data: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
             raise DataError(f"--split test: {data.path} has no test shards")
         return parquet_split(data, "test", manifest, fs, base, data.channels or int(manifest["channels"]))
     raise DataError(f"--split test: data.source={data.source} has only train and val splits")
-
-
-def example_image(data: DataConfig, channels: int) -> np.ndarray:
-    """One real training image, uint8 C,S,S (the registered model's input example), read cheaply."""
-    from cnnray.data import absolute_data_path, load_arrays
-
-    data = absolute_data_path(data)
-    if data.source == "parquet":
-        import pyarrow.parquet as pq
-
-        from cnnray.data.codec import decode
-        from cnnray.data.manifest import read_manifest, shard_paths
-
-        manifest, fs, base = read_manifest(data.path or "")
-        path = shard_paths(manifest, base, "train")[0][0]
-        with fs.open_input_file(path) as f:
-            row = pq.ParquetFile(f).read_row_group(0, columns=["image", "shape"]).slice(0, 1).to_pylist()[0]
-        return decode(row["image"], row["shape"], manifest["format"], channels, data.image_size)
-    if data.source == "imagefolder":
-        from cnnray.data.codec import decode_file
-        from cnnray.data.folder import scan_folder
-
-        listing = scan_folder(data.path or "")
-        return decode_file(listing.train[0][0], channels, data.image_size)
-    from cnnray.data.convert import to_channels
-
-    return to_channels(load_arrays(data)[0][:1], channels)[0].numpy()

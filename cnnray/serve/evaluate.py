@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnray.serve.classifier import ImageClassifier
-from cnnray.train.metrics import MetricAccumulator
+from cnnray.classifier.classifier import ImageClassifier
+from cnnray.loop.metrics import MetricAccumulator
 
 SCALARS = ("acc", "top5", "loss", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
            "recall_weighted", "f1_weighted")

@@ -7,18 +7,18 @@ from typing import Any
 
 import numpy as np
 
-from cnnray.config.data import DataConfig
-from cnnray.serve.classifier import ImageClassifier
+from cnnray.config.data import DataSection
+from cnnray.classifier.classifier import ImageClassifier
 from cnnray.serve.data import load_split
 from cnnray.serve.evaluate import EvalResult, evaluate_arrays, result_from_rows
 
 
-def uses_ray(data: DataConfig) -> bool:
+def uses_ray(data: DataSection) -> bool:
     """Parquet sources stream through Ray Data unless data.loader=memory asks for in-process decoding."""
     return data.source == "parquet" and data.loader != "memory"
 
 
-def evaluate_models(models: list[ImageClassifier], data: DataConfig, split: str) -> list[EvalResult]:
+def evaluate_models(models: list[ImageClassifier], data: DataSection, split: str) -> list[EvalResult]:
     """One EvalResult per model, all on the same examples in the same order."""
     if uses_ray(data):
         return _with_ray(models, data, split)
@@ -34,7 +34,7 @@ def evaluate_models(models: list[ImageClassifier], data: DataConfig, split: str)
     return results
 
 
-def _with_ray(models: list[ImageClassifier], data: DataConfig, split: str) -> list[EvalResult]:
+def _with_ray(models: list[ImageClassifier], data: DataSection, split: str) -> list[EvalResult]:
     from cnnray.serve.batch import parquet_source, stream_predictions
 
     source = parquet_source(data.path or "", split)

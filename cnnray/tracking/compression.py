@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnray.serve.card import ModelCard
+from cnnray.classifier.card import ModelCard
 from cnnray.tracking.model_registry import RegisteredModel, register_weights
 
 TAG = "cnnray.compress."

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnray.serve.card import CARD_FILE, FORMAT, WEIGHTS_FILE, ModelCard
+from cnnray.classifier.card import CARD_FILE, FORMAT, WEIGHTS_FILE, ModelCard
 from cnnray.tracking.runs import TrackingContext, scratch_dir
 
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
@@ -70,7 +70,7 @@ def _signature():
 
 def write_model_files(directory: Path, weights: dict[str, torch.Tensor], card: ModelCard) -> ModelCard:
     """weights.pt (plain tensors) and card.json (with the weights' sha256) into `directory`."""
-    from cnnray.serve.classifier import file_sha256
+    from cnnray.classifier.classifier import file_sha256
 
     plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
     torch.save(plain, directory / WEIGHTS_FILE)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnray.errors import InvalidCardError, UserInputError
-from cnnray.serve.card import CARD_FILE, WEIGHTS_FILE
-from cnnray.serve.uri import ModelRef, parse_model_uri
+from cnnray.classifier.card import CARD_FILE, WEIGHTS_FILE
+from cnnray.tracking.uri import ModelRef, parse_model_uri
 
 LEGACY_HELP = ("it was registered by an earlier cnnray (MLflow pytorch flavor, without a model card) and is not "
                "loaded: that would mean unpickling it. Re-register it from its training checkpoint with "
@@ -129,7 +129,7 @@ def load_card(version: ResolvedVersion, tracking_uri: str) -> Any:
     """The version's ModelCard alone (no weights download); UserInputError for a version without one."""
     import mlflow
 
-    from cnnray.serve.card import ModelCard
+    from cnnray.classifier.card import ModelCard
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
@@ -144,7 +144,7 @@ def load_card(version: ResolvedVersion, tracking_uri: str) -> Any:
 
 def load_version(uri: str | ModelRef, tracking_uri: str, **classifier_kw: Any) -> tuple[Any, ResolvedVersion]:
     """(ImageClassifier, ResolvedVersion) for a model URI."""
-    from cnnray.serve.classifier import ImageClassifier
+    from cnnray.classifier.classifier import ImageClassifier
 
     version = resolve(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="cnnray-model-") as tmp:

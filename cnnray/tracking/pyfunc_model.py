@@ -3,7 +3,7 @@ runs it at load time (`mlflow.models.set_model`), so no pickled Python object is
 
 It reads `card.json` and `weights.pt` (a state_dict loaded with weights_only=True) from the model's
 artifacts and needs the `cnnray` package importable (`mlflow models serve --env-manager local`).
-Input: images (see `cnnray.serve.preprocess`); params: `top_k` (int, 5), `return_logits` (bool, False).
+Input: images (see `cnnray.classifier.preprocess`); params: `top_k` (int, 5), `return_logits` (bool, False).
 Output: a DataFrame with class_name, class_index, probability, top_classes, top_probabilities (and logits).
 Not imported by cnnray itself: `registry.py` passes its path.
 """
@@ -18,12 +18,12 @@ from mlflow.pyfunc import PythonModel
 
 
 class CnnrayImageClassifier(PythonModel):
-    """pyfunc over `cnnray.serve.ImageClassifier`."""
+    """pyfunc over `cnnray.classifier.ImageClassifier`."""
 
     def load_context(self, context: Any) -> None:
         """Rebuild the network from the card and the weights (sha256-checked)."""
-        from cnnray.serve.card import ModelCard
-        from cnnray.serve.classifier import ImageClassifier, file_sha256, load_weights
+        from cnnray.classifier.card import ModelCard
+        from cnnray.classifier.classifier import ImageClassifier, file_sha256, load_weights
 
         card = ModelCard.read(context.artifacts["card"])
         weights = context.artifacts["weights"]

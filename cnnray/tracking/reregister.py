@@ -9,7 +9,7 @@ from typing import Any
 
 from cnnray.errors import DataError
 
-# The checkpoint files cnnray.train.worker writes (named here to keep Ray out of this import).
+# The checkpoint files cnnray.run.ray_worker writes (named here to keep Ray out of this import).
 BEST_FILE, META_FILE, CONFIG_FILE = "best_model.pt", "meta.json", "config.yaml"
 
 
@@ -21,8 +21,8 @@ def register_checkpoint(checkpoint_dir: str, tracking_uri: str, experiment: str,
     """
     from cnnray.config import config_hash, load_config
     from cnnray.data import absolute_data_path, describe_dataset
-    from cnnray.serve.classifier import load_weights
-    from cnnray.serve.data import example_image
+    from cnnray.classifier.classifier import load_weights
+    from cnnray.data.example import example_image
     from cnnray.tracking.lineage import lineage_tags
     from cnnray.tracking.model_registry import register_weights
 

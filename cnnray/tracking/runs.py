@@ -22,6 +22,7 @@ class TrackingContext:
     uri: str
     experiment_id: str
     run_id: str
+    created: bool = True  # False when start_run re-attached to an existing run (a resume)
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
@@ -86,7 +87,7 @@ def start_run(
     run_id = find_run_by_name(uri, cfg.tracking.experiment, run_name) if resume else None
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
-        return TrackingContext(uri, experiment_id, run_id)
+        return TrackingContext(uri, experiment_id, run_id, created=False)
     all_tags = {RUN_NAME_TAG: run_name, "mlflow.runName": run_name, **(tags or {})}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id

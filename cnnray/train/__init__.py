@@ -1,28 +1,12 @@
-"""The training loop and its parts, plain PyTorch (worker.py/trainer.py import Ray and are not re-exported here).
-
-Names load on first use (PEP 562): `cnnray train` imports `cnnray.train.local` to start its rank
-processes before torch is imported, and importing this package must not import torch for it.
-"""
+"""Compatibility: the names `cnnray.train` exported before the loop moved to `cnnray.loop` (and one training
+run to `cnnray.run`). Kept so that `from cnnray.train import Engine` still works; new code imports cnnray.loop."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
-
-_WHERE = {
-    "EarlyStopping": "early_stop", "ModelEma": "ema", "unwrap": "ema", "Engine": "engine", "rng_state": "engine",
-    "set_rng_state": "engine", "SoftTargetCrossEntropy": "losses", "build_loss": "losses",
-    "MetricAccumulator": "metrics", "build_optimizer": "optim", "param_groups": "optim", "Precision": "precision",
-    "resolve_precision": "precision", "Schedule": "schedules", "build_scheduler": "schedules",
-}
-__all__ = sorted([*_WHERE, "NonFiniteLossError"])
 
 
 def __getattr__(name: str) -> Any:
-    if name == "NonFiniteLossError":
-        from cnnray.errors import NonFiniteLossError
+    import cnnray.loop  # lazily, as cnnray.loop itself: importing this package must not import torch
 
-        return NonFiniteLossError
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"cnnray.train.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'cnnray.train' has no attribute {name!r}")
+    return getattr(cnnray.loop, name)

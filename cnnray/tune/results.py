@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnray.config import TuneSection
-from cnnray.tune.prepare import SearchIdentity
-from cnnray.tune.report import ranked, trial_rows, trials_table
+from cnnray.tune.plan import SearchIdentity
+from cnnray.tune.trial_tables import ranked, trial_rows, trials_table
 from cnnray.tune.space import SearchSpace, active_values, sampled_values
 
 # Trial outcome -> the MLflow status its child run ends with (an early stop is a normal end).

@@ -13,7 +13,7 @@ from ray.tune.logger import JsonLoggerCallback
 from ray.tune.search import Searcher
 
 from cnnray.config import TuneSection
-from cnnray.tune.prepare import SearchIdentity, pbt_mutable
+from cnnray.tune.plan import SearchIdentity, pbt_mutable
 from cnnray.tune.space import GRID_KEY, Param, SearchSpace, active_values, encode_choice
 from cnnray.tune.trial import TrialSetup, run_trial, run_trial_in_actor
 

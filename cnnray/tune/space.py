@@ -22,7 +22,6 @@ fraction of a second.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cnnray.config import Config, set_dotted
+from cnnray.config.loader import configs_dir
 from cnnray.errors import ConfigError
 
 KINDS = ("choice", "uniform", "loguniform", "int")
@@ -73,10 +73,7 @@ class SearchSpace:
 
 def spaces_dir() -> Path:
     """Where the named spaces live: workflows/configs/spaces (inside the installed package)."""
-    spec = importlib.util.find_spec("workflows")
-    if spec is None or not spec.submodule_search_locations:
-        return Path(__file__).resolve().parents[2] / "workflows" / "configs" / "spaces"
-    return Path(list(spec.submodule_search_locations)[0]) / "configs" / "spaces"
+    return configs_dir() / "spaces"
 
 
 def space_names() -> list[str]:

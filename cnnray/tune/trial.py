@@ -1,6 +1,6 @@
 """Everything that runs for one trial, in its Tune actor. Two ways to train it:
 
-- In the actor (`run_trial_in_actor`, in-memory data): the loop of `cnnray/train/loop.py` runs right here and
+- In the actor (`run_trial_in_actor`, in-memory data): the loop of `cnnray/run/rank_loop.py` runs right here and
   reports each epoch to Tune itself. No controller or worker group to start per trial, so a trial costs about
   its epochs; the actor holds the trial's CPUs/GPUs, and is reused by the next trial. With
   tune.trial_workers > 1 it is DDP rank 0 of a group of rank actors it keeps across trials (`trial_group.py`).
@@ -49,9 +49,10 @@ from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
 from cnnray.ray_compat import add_trainable_mixin, controller_callback_base
-from cnnray.train.loop import run_loop
-from cnnray.train.prepare import PreparedRun
-from cnnray.train.trainer import EpochSink, ReportCallback, build_trainer
+from cnnray.run.loop_config import LoopConfig
+from cnnray.run.plan import PreparedRun
+from cnnray.run.rank_loop import run_loop
+from cnnray.run.ray_host import EpochSink, ReportCallback, build_trainer
 from cnnray.tune.runs import attach_child_run
 from cnnray.tune.space import SearchSpace, sampled_values, trial_config
 from cnnray.tune.trial_group import arrays_from_store, broadcast_flag, drop_group, trial_group
@@ -252,8 +253,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     # MLflow first: a scheduler's stop can kill this trial while ForwardToTune waits on Tune.
     callbacks = [ReportCallback(EpochSink(logger, None))] if logger is not None else []
     callbacks += [ForwardToTune(queue), ShareController(queue)]
-    extra_loop = {"init_checkpoint": _checkpoint_uri(restore, setup.experiment_path)} if restore else {}
-    trainer = build_trainer(prep, callbacks, extra_loop_config=extra_loop)
+    trainer = build_trainer(prep, callbacks,
+                            init_checkpoint=_checkpoint_uri(restore, setup.experiment_path) if restore else None)
     box: dict[str, Any] = {}
     thread = threading.Thread(target=_fit, args=(trainer, box), daemon=True, name="cnnray-trial-fit")
     thread.start()
@@ -340,15 +341,15 @@ def _actor_device(gpus: float) -> Any:
     return torch.device("cpu")
 
 
-def _run_ranks(loop_config: dict[str, Any], session: ActorTrialSession, arrays: tuple, shared: Any,
-               cpus: float, gpus: float) -> None:
+def _run_ranks(plan: LoopConfig, session: ActorTrialSession, arrays: tuple, shared: Any,
+               cpus: float, gpus: float, start: Any | None) -> None:
     """Rank 0 here, ranks 1.. in the kept group's actors; a failure drops the group (the next trial builds one)."""
     group = trial_group(session.world, cpus, gpus)
     if shared is None:  # the data of this trial only: into the object store once for all its ranks
         shared = ray.put(tuple(t.numpy() for t in arrays))
-    runs = [r.run.remote(loop_config, shared, group.gpu) for r in group.ranks]
+    runs = [r.run.remote(plan, shared, group.gpu, start) for r in group.ranks]
     try:
-        run_loop(loop_config, session, arrays=arrays)
+        run_loop(plan, session, arrays=arrays, start=start)
         ray.get(runs)
     except SystemExit:
         try:
@@ -373,15 +374,12 @@ def run_trial_in_actor(config: dict[str, Any], setup: TrialSetup) -> None:
     world = int(scaling.num_workers)  # the search's tune.trial_workers (an int, never elastic)
     session = ActorTrialSession(_actor_device(gpus), start.trial_id,
                                 EpochSink(logger, None) if logger is not None else None, start.extra, world=world)
-    loop_config = {
-        "cfg": cfg.model_dump(mode="json"), "info": setup.prep.info.__dict__, "loader_kind": "memory",
-        "run_dir": ray.tune.get_context().get_trial_dir(), "threads": max(1, int(scaling.cpus_per_worker)),
-        "test_hooks": setup.test_hooks, "init_checkpoint": start.restore,
-    }
+    plan = LoopConfig(cfg=cfg, info=setup.prep.info, loader_kind="memory", run_dir=ray.tune.get_context().get_trial_dir(),
+                      threads=max(1, int(scaling.cpus_per_worker)), test_hooks=setup.test_hooks)
     arrays = _arrays_for(cfg, setup.shared_data)
     if world == 1:
-        run_loop(loop_config, session, arrays=arrays)
+        run_loop(plan, session, arrays=arrays, start=start.restore)
     else:
-        _run_ranks(loop_config, session, arrays, setup.shared_data, scaling.cpus_per_worker, gpus)
+        _run_ranks(plan, session, arrays, setup.shared_data, scaling.cpus_per_worker, gpus, start.restore)
     if session.error:
         raise RuntimeError(session.error)

@@ -25,7 +25,8 @@ import torch.distributed as dist
 from ray.util.placement_group import get_current_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from cnnray.train.loop import run_loop
+from cnnray.run.loop_config import LoopConfig
+from cnnray.run.rank_loop import run_loop
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)  # a rank stuck this long (not dead: that errors at once) fails the trial
 
@@ -76,11 +77,11 @@ class TrialRank:
         self.rank, self.world = rank, world
         dist.init_process_group(backend, init_method=address, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
 
-    def run(self, loop_config: dict[str, Any], arrays: tuple | None, gpu: bool) -> str:
+    def run(self, plan: LoopConfig, arrays: tuple | None, gpu: bool, start: Any | None = None) -> str:
         """Train this rank's shard of one trial; "done" or "stopped"."""
         device = torch.device("cuda", 0) if gpu and torch.cuda.is_available() else torch.device("cpu")
         try:
-            run_loop(loop_config, RankSession(self.rank, self.world, device), arrays=arrays_from_store(arrays))
+            run_loop(plan, RankSession(self.rank, self.world, device), arrays=arrays_from_store(arrays), start=start)
         except StopRank:
             return "stopped"
         return "done"

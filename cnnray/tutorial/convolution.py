@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnray.layers import classic_kernels, conv2d_reference, gabor_kernel
+from cnnray.insight.simple_cell import simulate_simple_cell  # noqa: F401 - the tutorial's name
+from cnnray.layers import classic_kernels, conv2d_reference
 
 
 def _as_map(image: Any) -> Tensor:
@@ -34,13 +34,3 @@ class ConvolutionDemo:
         x = _as_map(image)
         # Returned as tensors, not drawn: plotting them is the caller's (or cnnray insight's) concern.
         return {name: F.conv2d(x, k[None, None], padding=1)[0, 0] for name, k in classic_kernels().items()}
-
-
-def simulate_simple_cell(image: Any, orientation: float, wavelength: float = 4.0, size: int = 9) -> Tensor:
-    """Tutorial pitfall: an unrectified Gabor response whose angle convention is left unstated; here cnnray's
-    gabor_kernel (theta = 0 prefers vertical stripes, radians), 'same' size, half-wave rectified as a V1 cell fires."""
-    kernel = gabor_kernel(size, sigma=0.5 * wavelength, theta=float(orientation), lambd=wavelength)
-    kernel = kernel - kernel.mean()  # a zero-DC filter: uniform brightness alone must not excite the cell
-    response = F.conv2d(_as_map(image), kernel[None, None], padding=size // 2)[0, 0]
-    # A firing rate cannot be negative: the cell responds only to the preferred polarity.
-    return response.clamp_min(0.0) / math.sqrt(float((kernel**2).sum()))

@@ -13,7 +13,7 @@ from cnnray.compress import fuse_conv_bn, measure_latency, model_size
 from cnnray.compress.prune import PruneResult, prune_channels
 from cnnray.compress.quantize import Quantized, quantize_pt2e
 from cnnray.tutorial.trainer import num_classes_of, tutorial_config
-from cnnray.train.engine import Engine
+from cnnray.loop.engine import Engine
 
 
 class ModelOptimizer:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from cnnray.data import MemoryLoader, build_transforms, describe_dataset, load_arrays
 from cnnray.data.convert import resize_uint8, to_channels
-from cnnray.train.build import build_model
+from cnnray.models.from_config import build_model
 from cnnray.tutorial.trainer import AdaptiveTrainer, tutorial_config
 
 

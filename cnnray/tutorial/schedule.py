@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from cnnray.config import ScheduleConfig
-from cnnray.train.schedules import Schedule
+from cnnray.config import ScheduleSection
+from cnnray.loop.schedules import Schedule
 
 
 class WarmupCosineAnnealingLR(LRScheduler):
@@ -19,7 +19,7 @@ class WarmupCosineAnnealingLR(LRScheduler):
                  eta_min: float = 0.0, last_epoch: int = -1) -> None:
         if not 0 <= warmup_epochs < max_epochs:
             raise ValueError(f"warmup_epochs must be in [0, max_epochs={max_epochs}), got {warmup_epochs}")
-        cfg = ScheduleConfig(name="cosine", warmup_epochs=warmup_epochs, min_lr=eta_min,
+        cfg = ScheduleSection(name="cosine", warmup_epochs=warmup_epochs, min_lr=eta_min,
                              warmup_start_factor=1.0 / max(1, warmup_epochs))
         # Schedule writes its lr into an optimizer's groups; each real group has its own base lr, so each gets a
         # Schedule over a one-group stand-in, and get_lr() reads the closed form from it.

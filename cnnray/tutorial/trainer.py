@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnray.config import Config, load_config
-from cnnray.train.engine import Engine
+from cnnray.loop.engine import Engine
 
 Batch = tuple[Tensor, Tensor]
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.convert import convert_stats
 from cnnray.data.info import DatasetInfo, SplitArrays
 from cnnray.data.safe_pickle import safe_loads
@@ -41,7 +41,7 @@ LAYOUTS = {
 }
 
 
-def find_dir(cfg: DataConfig) -> tuple[Path, Layout]:
+def find_dir(cfg: DataSection) -> tuple[Path, Layout]:
     """The extracted folder: data.path itself or data.path/<standard folder name>."""
     layout = LAYOUTS[cfg.source]
     root = Path(require_path(cfg)).expanduser()
@@ -84,7 +84,7 @@ def _batch(path: Path, layout: Layout, hasher: Any) -> tuple[np.ndarray, np.ndar
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def read(cfg: DataConfig) -> tuple[SplitArrays, str]:
+def read(cfg: DataSection) -> tuple[SplitArrays, str]:
     """Native 32x32 RGB arrays of both splits and a sha256 over the batch files' bytes."""
     d, layout = find_dir(cfg)
     hasher = hashlib.sha256(cfg.source.encode())
@@ -102,13 +102,13 @@ def read(cfg: DataConfig) -> tuple[SplitArrays, str]:
     return arrays, hasher.hexdigest()
 
 
-def load(cfg: DataConfig) -> SplitArrays:
+def load(cfg: DataSection) -> SplitArrays:
     """Train (the five/one train batches) and val (the test batch) at data.image_size and data.channels."""
     a, _ = read(cfg)
     return finish(cfg, a.train_x, a.train_y, a.val_x, a.val_y, a.class_names, native_channels=3)
 
 
-def describe(cfg: DataConfig) -> DatasetInfo:
+def describe(cfg: DataSection) -> DatasetInfo:
     """Reads the batches (to count and fingerprint them); mean/std are the published constants."""
     a, fp = read(cfg)
     c = cfg.channels or 3

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.convert import channel_stats, resize_uint8, to_channels
 from cnnray.data.info import DatasetInfo, SplitArrays
 from cnnray.errors import ConfigError, DataError
 
 
-def require_path(cfg: DataConfig) -> str:
+def require_path(cfg: DataSection) -> str:
     """data.path, which this source needs."""
     if not cfg.path:
         raise ConfigError(f"data.path is required for data.source={cfg.source}: set data.path=<directory or URI>")
@@ -26,7 +26,7 @@ def check_labels(labels: np.ndarray | torch.Tensor, num_classes: int, where: str
         raise DataError(f"{where}: labels must lie in [0, {num_classes}); found {bad}")
 
 
-def finish(cfg: DataConfig, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+def finish(cfg: DataSection, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
            val_y: torch.Tensor, class_names: tuple[str, ...], native_channels: int) -> SplitArrays:
     """Resize to data.image_size and convert to data.channels (default: the source's own)."""
     c = cfg.channels or native_channels
@@ -37,7 +37,7 @@ def finish(cfg: DataConfig, train_x: torch.Tensor, train_y: torch.Tensor, val_x:
     return SplitArrays(fix(train_x), train_y.to(torch.int64), fix(val_x), val_y.to(torch.int64), class_names)
 
 
-def info_from_arrays(cfg: DataConfig, arrays: SplitArrays, fingerprint: str,
+def info_from_arrays(cfg: DataSection, arrays: SplitArrays, fingerprint: str,
                      stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> DatasetInfo:
     """DatasetInfo of loaded arrays; mean/std measured on the train split unless given."""
     n, c, h, w = arrays.train_x.shape

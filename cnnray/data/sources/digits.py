@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.info import DatasetInfo, SplitArrays
 from cnnray.data.sources.common import finish, info_from_arrays
 from cnnray.data.split import stratified_split
@@ -45,7 +45,7 @@ def native() -> tuple[np.ndarray, np.ndarray]:
     return x, target.astype(np.int64)
 
 
-def load(cfg: DataConfig) -> SplitArrays:
+def load(cfg: DataSection) -> SplitArrays:
     """Train/val arrays at data.image_size (1 channel unless data.channels=3)."""
     x, y = native()
     tr, va = stratified_split(y, cfg.val_fraction, cfg.split_seed)
@@ -53,7 +53,7 @@ def load(cfg: DataConfig) -> SplitArrays:
     return finish(cfg, xt[tr], yt[tr], xt[va], yt[va], CLASS_NAMES, native_channels=1)
 
 
-def describe(cfg: DataConfig) -> DatasetInfo:
+def describe(cfg: DataSection) -> DatasetInfo:
     """Loads the (tiny) set to measure its stats; the fingerprint covers the native images and labels."""
     x, y = native()
     fp = hashlib.sha256(b"digits\n" + x.tobytes() + y.tobytes()).hexdigest()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.codec import decode_file
 from cnnray.data.convert import channel_stats
 from cnnray.data.folder import FolderListing, header_channels, relative, resolve_channels, scan_folder
@@ -22,7 +22,7 @@ STATS_SAMPLE = 256  # train images decoded to estimate mean/std in describe (eve
 _THREADS = 4
 
 
-def splits(listing: FolderListing, cfg: DataConfig) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+def splits(listing: FolderListing, cfg: DataSection) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
     """(train, val) file lists: the folder's own val/ or a stratified split of train/."""
     if listing.val is not None:
         return list(listing.train), list(listing.val)
@@ -43,7 +43,7 @@ def decode_all(paths: list[Path], channels: int, size: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _scan(cfg: DataConfig) -> tuple[FolderListing, int, str]:
+def _scan(cfg: DataSection) -> tuple[FolderListing, int, str]:
     listing = scan_folder(require_path(cfg))
     items = [*listing.train, *(listing.val or ())]
     found: dict[Path, int] = {}
@@ -59,7 +59,7 @@ def _scan(cfg: DataConfig) -> tuple[FolderListing, int, str]:
     return listing, resolve_channels(found, cfg.channels, "data.channels"), h.hexdigest()
 
 
-def load(cfg: DataConfig) -> SplitArrays:
+def load(cfg: DataSection) -> SplitArrays:
     """Decode every image at data.image_size; mixed grey/colour needs data.channels."""
     listing, c, _ = _scan(cfg)
     train, val = splits(listing, cfg)
@@ -70,7 +70,7 @@ def load(cfg: DataConfig) -> SplitArrays:
     return SplitArrays(tx, ty, vx, vy, listing.class_names)
 
 
-def describe(cfg: DataConfig) -> DatasetInfo:
+def describe(cfg: DataSection) -> DatasetInfo:
     """Hashes every file and reads its header; mean/std come from a sample of the train images."""
     listing, c, fp = _scan(cfg)
     train, val = splits(listing, cfg)

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.codec import decode_many
 from cnnray.data.convert import convert_stats
 from cnnray.data.info import DatasetInfo, SplitArrays
@@ -19,7 +19,7 @@ from cnnray.data.sources.common import check_labels, require_path
 _DECODE_CHUNK = 4096  # rows decoded at a time: bounds the Python lists one chunk holds
 
 
-def _split(cfg: DataConfig, split: str, manifest: dict[str, Any], fs: pafs.FileSystem, base: str,
+def _split(cfg: DataSection, split: str, manifest: dict[str, Any], fs: pafs.FileSystem, base: str,
            channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
@@ -39,7 +39,7 @@ def _split(cfg: DataConfig, split: str, manifest: dict[str, Any], fs: pafs.FileS
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def load(cfg: DataConfig) -> SplitArrays:
+def load(cfg: DataSection) -> SplitArrays:
     """Read and verify (sha256) every shard, decode at data.image_size and data.channels."""
     manifest, fs, base = read_manifest(require_path(cfg))
     c = cfg.channels or int(manifest["channels"])
@@ -48,7 +48,7 @@ def load(cfg: DataConfig) -> SplitArrays:
     return SplitArrays(tx, ty, vx, vy, tuple(manifest["class_names"]))
 
 
-def describe(cfg: DataConfig) -> DatasetInfo:
+def describe(cfg: DataSection) -> DatasetInfo:
     """Everything from manifest.json; nothing else is read."""
     manifest, _, _ = read_manifest(require_path(cfg))
     c = cfg.channels or int(manifest["channels"])

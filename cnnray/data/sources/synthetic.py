@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from cnnray.config.data import DataConfig
+from cnnray.config.data import DataSection
 from cnnray.data.info import DatasetInfo, SplitArrays
 from cnnray.data.sources.common import finish, info_from_arrays
 from cnnray.data.split import stratified_split
@@ -37,13 +37,13 @@ def generate(num_classes: int, per_class: int, size: int, channels: int, seed: i
     return img.mul_(255).round_().clamp_(0, 255).to(torch.uint8), y.to(torch.int64)
 
 
-def _generate(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _generate(cfg: DataSection) -> tuple[torch.Tensor, torch.Tensor, int]:
     k = cfg.num_classes or DEFAULT_CLASSES
     x, y = generate(k, cfg.samples_per_class, cfg.image_size, cfg.channels or 3, cfg.split_seed)
     return x, y, k
 
 
-def load(cfg: DataConfig) -> SplitArrays:
+def load(cfg: DataSection) -> SplitArrays:
     """Generate at data.image_size (3 channels unless data.channels=1), seeded by data.split_seed."""
     x, y, k = _generate(cfg)
     tr, va = stratified_split(y.numpy(), cfg.val_fraction, cfg.split_seed)
@@ -51,7 +51,7 @@ def load(cfg: DataConfig) -> SplitArrays:
     return finish(cfg, x[tr], y[tr], x[va], y[va], names, native_channels=x.shape[1])
 
 
-def describe(cfg: DataConfig) -> DatasetInfo:
+def describe(cfg: DataSection) -> DatasetInfo:
     """Generates the set (cheap) to fingerprint its bytes and measure its stats."""
     x, y, _ = _generate(cfg)
     fp = hashlib.sha256(b"synthetic\n" + x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()

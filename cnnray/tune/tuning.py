@@ -1,0 +1,179 @@
+"""`cnnray tune` end to end: validate, start Ray, run (or restore) the Tuner, close MLflow runs, register the best."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from cnnray.config import Config
+from cnnray.errors import ConfigError
+from cnnray.tune.plan import (SearchIdentity, check_settings, load_search_state, load_trial_statuses, save_search_state,
+                                 save_trial_statuses, search_identity, trial_base_config, trial_runner)
+from cnnray.tune.space import SearchSpace, check_space, load_space, trial_config
+
+
+def resolve_search(cfg: Config, space_ref: str | None = None) -> tuple[Config, SearchSpace, SearchIdentity]:
+    """Everything checked before Ray starts (ConfigError -> exit 2): space, settings, identity."""
+    if cfg.tune.resume:
+        ident = search_identity(cfg)
+        tree, space = load_search_state(ident)
+        # The saved search wins; only where to run it may change.
+        tree["run"].update(name=ident.name, address=cfg.run.address)
+        tree["tune"]["resume"] = True
+        cfg = Config.model_validate(tree)
+    else:
+        space = load_space(space_ref or cfg.tune.space)
+        cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"space": space.name})})
+        ident = None
+    check_settings(cfg, space)
+    check_space(space, trial_base_config(cfg))
+    return cfg, space, ident or search_identity(cfg)
+
+
+def _check_model_edges(space: SearchSpace, prep: Any) -> None:
+    """Build the model at every edge of each searched model.* key: unknown layer names fail here, not in a trial."""
+    from cnnray.models.from_config import build_model
+
+    for p in space.params.values():
+        if not p.key.startswith("model."):
+            continue
+        for value in p.edges():
+            parents = {parent: allowed[0] for parent, allowed in p.when.items()}
+            try:
+                cfg = trial_config(prep.cfg, space, {**parents, p.key: value})
+                build_model(cfg, prep.info.num_classes, prep.info.channels)
+            except Exception as e:  # noqa: BLE001 - any refusal of the model is bad input
+                raise ConfigError(f"search space '{space.name}': {p.key}={value!r}: {e}") from None
+
+
+def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False,
+             on_line: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) a search; returns the result object. ConfigError before any trial on bad input."""
+    t0 = time.time()
+    cfg, space, ident = resolve_search(cfg, space_ref)
+    from cnnray.run.claim import RunClaim
+    from cnnray.run.plan import prepare_run
+
+    base = trial_base_config(cfg)
+    check_cfg = base.model_copy(update={"run": base.run.model_copy(update={"name": ident.name}),
+                                        "scaling": base.scaling.model_copy(update={"storage_path": f"{ident.path}/train"})})
+    prep = replace(prepare_run(check_cfg), cfg=base)  # data and model checked: DataError/ConfigError -> exit 2
+    _check_model_edges(space, prep)
+    runner = trial_runner(cfg, prep.loader_kind)
+    # The search name is claimed before any work: a second search under it exits 2 naming the holder.
+    claim = RunClaim(ident.path, what="search").acquire(new=not ident.resume)
+    try:
+        return _run_search(cfg, space, ident, base, prep, runner, t0, verbose=verbose, on_line=on_line)
+    finally:
+        claim.release(remove_if_unused=True)
+
+
+def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Config, prep: Any, runner: str,
+                t0: float, *, verbose: bool, on_line: Callable[[str], None]) -> dict[str, Any]:
+    from cnnray import tracking
+    from cnnray.cluster.local_ray import unwatch_mlflow_run
+    from cnnray.run.mlflow_run import open_watched_run
+    from cnnray.cluster.ray_session import GracefulStop, ensure_ray
+    from cnnray.tune.results import best_outcome, collect_outcomes, search_result, search_status
+    from cnnray.tune.runs import (ChildRuns, TrialLifecycle, close_children, log_search_summary, register_best,
+                                  trial_overhead)
+    from cnnray.tune.search import build_tuner, make_trainable
+    from cnnray.run.test_hooks import read_test_hooks
+    from cnnray.tune.trial import TrialSetup, share_data
+
+    t = cfg.tune
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables on the console
+    if ensure_ray(cfg.run.address, verbose):  # started here: this machine's cluster cannot grow
+        import ray
+
+        from cnnray.tune.plan import check_trial_fits
+
+        check_trial_fits(cfg, ray.cluster_resources())
+    random.seed(t.seed)  # PBT's explore/exploit draws
+
+    ctx = children = None
+    if cfg.tracking.enabled:
+        # A resumed search re-attaches to its parent run (start_run finds it) and its logged params.
+        ctx = open_watched_run(cfg, ident.name, resume=ident.resume,
+                               tags={"cnnray.kind": "tune", "cnnray.space": space.name,
+                                     "cnnray.data_fingerprint": prep.info.fingerprint})
+        children = ChildRuns(ctx.uri, cfg.tracking.experiment, ctx.experiment_id)
+    if not ident.resume:
+        save_search_state(ident, cfg, space)
+        if ctx is not None and space.source:
+            tracking.runs.log_text(ctx, Path(space.source).read_text(), "search_space.yaml")
+    setup = TrialSetup(prep=prep, space=space, tune_name=ident.name, experiment_path=ident.path,
+                       tracking_uri=ctx.uri if ctx else None, parent_run_id=ctx.run_id if ctx else None,
+                       runner=runner, test_hooks=read_test_hooks(),
+                       shared_data=share_data(base, space) if runner == "actor" else None)
+    on_line(f"search {ident.name}: space '{space.name}' ({len(space.params)} keys), {t.search} search, "
+            f"{t.scheduler} scheduler, {t.max_epochs} epochs max, {t.max_concurrent_trials} at a time, "
+            f"trials in {'their own actors' if runner == 'actor' else 'Ray Train runs'}"
+            + (" (resumed)" if ident.resume else ""))
+
+    status, error, outcomes, tuner, lifecycle = "FAILED", None, [], None, None
+    statuses = load_trial_statuses(ident) if ident.resume else {}
+    interrupt = GracefulStop()  # SIGTERM -> SIGINT: Tune stops gracefully and saves its state for --resume
+    try:
+        with interrupt:
+            lifecycle = TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line, statuses=statuses,
+                                       persist=partial(save_trial_statuses, ident))
+            tuner = build_tuner(t, space, ident, make_trainable(setup), [lifecycle], runner=runner,
+                                max_failures=base.scaling.max_failures)
+            grid = tuner.fit()
+        budget_hit = t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s
+        outcomes = collect_outcomes(grid, space, t.metric, t.mode, statuses,
+                                    all_ended=not (interrupt.signalled or budget_hit))
+        status, error = search_status(outcomes, signalled=interrupt.signalled, budget_hit=budget_hit)
+    except KeyboardInterrupt:  # a second signal: Tune's graceful stop was cut short
+        status, error = "KILLED", "interrupted"
+        outcomes = _saved_outcomes(tuner, space, t.metric, t.mode, statuses)
+    except Exception as e:  # noqa: BLE001 - the parent run must still be closed
+        error = f"{type(e).__name__}: {e}"
+
+    best = best_outcome(outcomes, t.mode) if status == "FINISHED" else None
+    out = search_result(status, ident, t, space, outcomes, best, ctx.run_id if ctx else None,
+                        cfg.tracking.experiment)
+    try:
+        if children is not None:
+            close_children(children, ident.name, outcomes)  # fills in run ids found by name
+            if best is not None:
+                out["best"]["run_id"] = best.run_id
+        if ctx is not None and status == "FINISHED":
+            log_search_summary(ctx, outcomes, space, t.metric, t.mode, best, t.table_top)
+            if best is not None and cfg.registry.enabled and best.run_id:
+                best_cfg = trial_config(base, space, best.params)
+                out.update(register_best(children, best, best_cfg, prep, ident.name, ctx.run_id))
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        if ctx is not None:
+            tracking.end_run(ctx, status)
+            unwatch_mlflow_run()
+    if error:
+        out["error"] = error
+    overhead = trial_overhead(lifecycle.timing) if lifecycle is not None else None
+    if overhead is not None:
+        out["trial_overhead"] = overhead
+    if status != "KILLED" and t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s:
+        out["stopped_by"] = "time_budget"  # its normal end: the trials it got through count
+    out["wall_seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+def _saved_outcomes(tuner: Any, space: SearchSpace, metric: str, mode: str, statuses: dict[str, str]) -> list:
+    """Trial outcomes from the experiment state on storage, when fit() did not return them."""
+    from cnnray.tune.results import collect_outcomes
+
+    try:
+        return collect_outcomes(tuner.get_results(), space, metric, mode, statuses) if tuner is not None else []
+    except Exception:  # noqa: BLE001 - nothing saved yet
+        return []
