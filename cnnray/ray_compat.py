@@ -22,6 +22,7 @@ SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train V2's checkpoint 
 
 def ray_minor() -> tuple[int, int]:
     """(major, minor) of the installed Ray."""
+    # deferred (heavy import): ray
     import ray
 
     major, minor = ray.__version__.split(".")[:2]
@@ -42,6 +43,7 @@ def loopback_node() -> Iterator[bool]:
     `ray start` (a real multi-node cluster) is not affected. Yields False where unsupported.
     """
     try:
+        # deferred (heavy import): ray
         from ray._private import ray_constants
     except ImportError:
         ray_constants = None
@@ -91,6 +93,7 @@ def require_written_for(what: str) -> None:
 def controller_callback_base() -> type:
     """Ray Train V2's internal ControllerCallback: the only hook that fires before a run's first report."""
     require_written_for("ray.train.v2._internal...ControllerCallback")
+    # deferred (heavy import): ray
     from ray.train.v2._internal.execution.callback import ControllerCallback
 
     return ControllerCallback
@@ -98,6 +101,7 @@ def controller_callback_base() -> type:
 
 def abort_train_controller(handle, timeout_s: float) -> None:
     """Ask a Train V2 controller actor to abort its run (an internal actor method)."""
+    # deferred (heavy import): ray
     import ray
 
     require_written_for("TrainController.abort")
@@ -119,6 +123,7 @@ def pin_ray_start_loopback(ip: str = "127.0.0.1") -> None:
     which sets LOOPBACK_ENV=0 in the environment first so every process the node starts binds `ip`.
     """
     require_written_for("`ray start` node-IP resolution (ray_constants.ENABLE_RAY_CLUSTER, services)")
+    # deferred (heavy import): ray
     from ray._private import ray_constants, services, worker
 
     ray_constants.ENABLE_RAY_CLUSTER = True

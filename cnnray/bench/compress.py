@@ -18,12 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cnnray.config import load_config
+from cnnray.tracking.uri import parse_model_uri
+
 GOALS = {"quantize": ("speedup_b64", 2.0), "fuse": ("speedup_b64", 1.2), "prune": ("speedup_b64", 1.5)}
 METHODS = ("fuse", "quantize", "prune", "distill", "export")
 
 
 def _train(overrides: list[str], run_dir: Path, uri: str) -> dict[str, Any]:
-    from cnnray.config import load_config
+    # deferred (heavy import): torch, pyarrow, PIL
     from cnnray.run.training import run_training
 
     cfg = load_config(overrides=[*overrides, f"tracking.uri={uri}", "tracking.experiment=bench-compress",
@@ -37,6 +40,7 @@ def _train(overrides: list[str], run_dir: Path, uri: str) -> dict[str, Any]:
 
 def _fp32_compiled(uri: str, threads: int, repeats: int) -> dict[str, Any]:
     """The source network through torch.compile (inductor, freezing), timed like the methods."""
+    # deferred (heavy import): torch, PIL
     from cnnray.compress.measure import measure_latency
     from cnnray.compress.quantize import compiled
     from cnnray.serve.data import data_config_for, load_split
@@ -53,10 +57,10 @@ def _fp32_compiled(uri: str, threads: int, repeats: int) -> dict[str, Any]:
 def run_compress_bench(quick: bool = False, threads: int = 1, repeats: int = 20,
                        methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     """Train, register, compress with each method; returns the figures of every row."""
-    from cnnray.serve.options import CommandKeys
-    from cnnray.tracking.uri import parse_model_uri
+    # deferred (heavy import): torch, PIL
     from cnnray.compress.job.candidates import CompressOptions
     from cnnray.compress.job.main import compress_version
+    from cnnray.serve.options import CommandKeys
 
     small = ["data.image_size=16", "model.width=0.125", "train.epochs=2", "train.batch_size=64"]
     rows: dict[str, Any] = {}

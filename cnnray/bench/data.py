@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from cnnray.cluster.ray_session import ensure_ray, requiet_ray_data
 from cnnray.config.data import AugmentSection, DataSection
 from cnnray.threads import torch_threads
 
@@ -38,6 +39,7 @@ def _epoch_rates(make_batches: Any, epochs: int) -> list[float]:
 
 
 def _baseline(root: Path, size: int, batch_size: int, mean: tuple, std: tuple, epochs: int) -> list[float]:
+    # deferred (heavy import): torchvision
     from torchvision import datasets, transforms
 
     tf = transforms.Compose([transforms.RandomCrop(size, padding=PADDING), transforms.RandomHorizontalFlip(),
@@ -50,11 +52,17 @@ def _baseline(root: Path, size: int, batch_size: int, mean: tuple, std: tuple, e
 def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: int = 128, epochs: int = 2,
                    shard_formats: tuple[str, ...] = ("raw", "png")) -> dict[str, Any]:
     """Median images/s over epochs of each pipeline on one generated PNG folder, and ratios to the baseline."""
-    from cnnray.data import MemoryLoader, StreamingLoader, build_streaming_datasets, build_transforms
-    from cnnray.data import describe_dataset, load_arrays
+    # deferred (heavy import): pyarrow, PIL
+    from cnnray.data import (
+        MemoryLoader,
+        StreamingLoader,
+        build_streaming_datasets,
+        build_transforms,
+        describe_dataset,
+        load_arrays,
+    )
     from cnnray.data.fake import write_image_folder
     from cnnray.data.prepare import prepare_dataset
-    from cnnray.cluster.ray_session import ensure_ray
 
     aug = AugmentSection(hflip=True, crop_padding=PADDING)
     with tempfile.TemporaryDirectory(prefix="cnnray-bench-") as tmp:
@@ -77,9 +85,9 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
             mem_rates = _epoch_rates(memory_epoch, epochs)
 
         started = ensure_ray()
+        # deferred (heavy import): ray
         import ray.data
 
-        from cnnray.cluster.ray_session import requiet_ray_data
 
         requiet_ray_data()
 
@@ -102,6 +110,7 @@ def run_data_bench(num_images: int = 50000, image_size: int = 32, batch_size: in
         finally:
             ctx.enable_progress_bars = bars
             if started:
+                # deferred (heavy import): ray
                 import ray
 
                 ray.shutdown()

@@ -13,12 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cnnray.config import load_config
+from cnnray.errors import NonFiniteLossError
+from cnnray.loop.engine import Engine
+from cnnray.models import create_model
 
 Batch = tuple[Tensor, Tensor]
 
@@ -32,8 +38,6 @@ def _data(batch: int, size: int, steps: int, channels_last: bool, classes: int =
 
 
 def _median_rate(epoch: Callable[[], float], epochs: int) -> float:
-    from cnnray.errors import NonFiniteLossError
-
     try:
         rates = [epoch() for _ in range(epochs)]
     except NonFiniteLossError as e:  # a row that diverges is reported, not a crash of the whole table
@@ -43,8 +47,6 @@ def _median_rate(epoch: Callable[[], float], epochs: int) -> float:
 
 
 def _model(name: str, size: int) -> nn.Module:
-    from cnnray.models import create_model
-
     torch.manual_seed(0)
     stem = "cifar" if size <= 64 else "imagenet"
     return create_model(name, num_classes=10, in_chans=3, stem=stem, width=1.0)
@@ -53,9 +55,6 @@ def _model(name: str, size: int) -> nn.Module:
 def engine_rate(name: str, *, batch: int, size: int, steps: int, epochs: int, precision: str = "bf16",
                 channels_last: bool = True, compile: bool = False, ema: bool = False) -> float:
     """Images/s of `Engine.train_epoch`; EMA, label smoothing and the lr schedule off, like the lean loop."""
-    from cnnray.config import load_config
-    from cnnray.loop.engine import Engine
-
     cfg = load_config(overrides={
         "train.precision": precision, "train.channels_last": channels_last, "train.compile": compile,
         "train.ema": ema, "train.label_smoothing": 0.0, "train.batch_size": batch,
@@ -67,8 +66,6 @@ def engine_rate(name: str, *, batch: int, size: int, steps: int, epochs: int, pr
 
 def lean_rate(name: str, *, batch: int, size: int, steps: int, epochs: int, compile: bool = False) -> float:
     """Images/s of the leanest loop: bf16 autocast, channels_last, fused AdamW, nothing read back."""
-    import time
-
     model = _model(name, size).cuda().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, fused=True)
     run = torch.compile(model) if compile else model

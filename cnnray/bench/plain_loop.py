@@ -25,6 +25,9 @@ import argparse
 import math
 import time
 
+from cnnray.config import load_config
+from cnnray.models.from_config import build_model
+
 T0 = time.time()
 
 import torch  # noqa: E402
@@ -52,6 +55,7 @@ class Augmented(Dataset):
 
 def transforms(channels: int) -> tuple[nn.Module, nn.Module]:
     """(train, eval) torchvision v2 pipelines on uint8 CHW tensors."""
+    # deferred (heavy import): torchvision
     from torchvision.transforms import v2
 
     mean = IMAGENET_MEAN if channels == 3 else (sum(IMAGENET_MEAN) / 3,)
@@ -89,9 +93,8 @@ def validate(model: nn.Module, vxn: torch.Tensor, vy: torch.Tensor, epoch: int) 
 
 def lean(epochs: int, target: float) -> None:
     """The lean baseline (see the module docstring)."""
-    from cnnray.config import load_config
+    # deferred (heavy import): pyarrow, PIL
     from cnnray.data import describe_dataset, load_arrays
-    from cnnray.models.from_config import build_model
 
     cfg = load_config()
     info = describe_dataset(cfg.data)
@@ -120,9 +123,8 @@ def lean(epochs: int, target: float) -> None:
 
 def main() -> None:
     """Train until the target validation accuracy, early stopping, or the epoch limit."""
-    from cnnray.config import load_config
+    # deferred (heavy import): pyarrow, PIL
     from cnnray.data import describe_dataset, load_arrays
-    from cnnray.models.from_config import build_model
 
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=20)

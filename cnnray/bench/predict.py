@@ -9,7 +9,9 @@ the same weights, threads and batch; the ratio is pyfunc throughput / plain thro
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -18,6 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from cnnray.config import load_config
+from cnnray.models.from_config import build_model
 
 
 def _median_s(fn: Any, repeats: int) -> float:
@@ -44,19 +49,15 @@ def _paired(a: Any, b: Any, rounds: int) -> dict[str, float]:
 def run_predict_bench(model_name: str = "cbam_resnet18", image_size: int = 32, batch: int = 256,
                       single_repeats: int = 50, batch_repeats: int = 7) -> dict[str, Any]:
     """Register a model in a throwaway MLflow store, load it as pyfunc, time it against model(x)."""
-    import contextlib
-    import os
-
+    # deferred (heavy import): pyarrow, pandas, PIL
     import pandas as pd
     from PIL import Image
 
-    from cnnray.config import load_config
-    from cnnray.data import build_transforms, describe_dataset, load_arrays
     from cnnray.classifier.card import card_for_training
+    from cnnray.data import build_transforms, describe_dataset, load_arrays
     from cnnray.data.example import example_image
-    from cnnray.tracking.model_store import load_pyfunc
     from cnnray.tracking.model_registry import register_weights
-    from cnnray.models.from_config import build_model
+    from cnnray.tracking.model_store import load_pyfunc
 
     cfg = load_config(overrides=[f"model.name={model_name}", f"data.image_size={image_size}"])
     info = describe_dataset(cfg.data)

@@ -17,6 +17,9 @@ from typing import Any
 import torch
 
 from cnnray.config import Config, load_config
+from cnnray.loop.engine import Engine
+from cnnray.models import create_model
+from cnnray.models.from_config import build_model
 
 
 def _median_after_warmup(values: list[float]) -> float:
@@ -25,9 +28,8 @@ def _median_after_warmup(values: list[float]) -> float:
 
 def plain_throughput(cfg: Config, threads: int) -> float:
     """Median training images/s of the cnnray loop in this process (no Ray), epochs after the first."""
+    # deferred (heavy import): pyarrow, PIL
     from cnnray.data import MemoryLoader, build_transforms, describe_dataset, load_arrays
-    from cnnray.models.from_config import build_model
-    from cnnray.loop.engine import Engine
 
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.train.seed)
@@ -46,6 +48,7 @@ def plain_throughput(cfg: Config, threads: int) -> float:
 
 def ray_throughput(cfg: Config) -> float:
     """Median training images/s of the same loop as one Ray Train worker, epochs after the first."""
+    # deferred (heavy import): pyarrow, PIL
     from cnnray.run.training import run_training
 
     rates: list[float] = []
@@ -61,9 +64,6 @@ def ray_throughput(cfg: Config) -> float:
 
 def precision_engines(*, width: float = 1.0, batch: int = 64, steps: int = 6, threads: int = 2):
     """Two engines on the same ResNet-18 (32x32, cifar stem): fp32 NCHW and bf16 channels_last, plus data."""
-    from cnnray.models import create_model
-    from cnnray.loop.engine import Engine
-
     torch.set_num_threads(threads)
     engines = {}
     for name, precision, cl in (("fp32_nchw", "fp32", False), ("bf16_channels_last", "bf16", True)):

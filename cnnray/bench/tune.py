@@ -17,6 +17,7 @@ BENCH_CONFIG = ["data.image_size=16", "model.width=0.125", "train.batch_size=64"
 
 
 def _search(scheduler: str, storage: str, num_samples: int, max_epochs: int, space: str, seed: int) -> dict[str, Any]:
+    # deferred (heavy import): torch, pyarrow, PIL
     from cnnray.tune.tuning import run_tune
 
     cfg = load_config(overrides=BENCH_CONFIG + [
@@ -67,6 +68,7 @@ OVERHEAD_VARIANTS = {  # label -> overrides
 
 
 def _overhead_search(label: str, extra: list[str], storage: str, n: int) -> dict[str, Any]:
+    # deferred (heavy import): torch, pyarrow, PIL
     from cnnray.tune.tuning import run_tune
 
     name = "overhead-" + "".join(c if c.isalnum() else "-" for c in label).strip("-")

@@ -12,7 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnray import __version__
+from cnnray.classifier.card_schema import validate_card
+from cnnray.data.transforms import normalization_stats, source_defaults
 from cnnray.errors import InvalidCardError, UserInputError
+from cnnray.models.from_config import model_kwargs
 
 FORMAT = "cnnray.image-classifier"
 FORMAT_VERSION = 2  # the newest card this cnnray reads (2: compressed versions)
@@ -71,8 +75,6 @@ class ModelCard:
     def from_dict(cls, d: dict[str, Any], where: str = "") -> ModelCard:
         """Validate and build a card (InvalidCardError naming `where` and every problem; UserInputError on a
         card of another format or a newer one)."""
-        from cnnray.classifier.card_schema import validate_card
-
         if isinstance(d, dict):
             if d.get("format") != FORMAT:
                 raise InvalidCardError([f"format: not a cnnray model card (format={d.get('format')!r}, "
@@ -101,10 +103,6 @@ def card_for_training(cfg: Any, info: Any, *, lineage: dict[str, str], training:
                       compression: dict[str, Any] | None = None) -> ModelCard:
     """The card of a model trained with config `cfg` on data described by `info` (a DatasetInfo);
     `compression`: the structure its weights fit (a pruned network fine-tuned by `cnnray compress`)."""
-    from cnnray import __version__
-    from cnnray.data.transforms import normalization_stats, source_defaults
-    from cnnray.models.from_config import model_kwargs
-
     names = tuple(info.class_names) or tuple(str(i) for i in range(info.num_classes))
     mean, std = normalization_stats(cfg.data, info)  # what training normalized with (data.normalize_stats)
     contract = InputContract(
@@ -112,6 +110,7 @@ def card_for_training(cfg: Any, info: Any, *, lineage: dict[str, str], training:
         std=tuple(float(v) for v in std), normalize=bool(source_defaults(cfg.data).normalize),
         resize="tensor" if info.source in TENSOR_RESIZE_SOURCES else "pil")
     kwargs = {k: v for k, v in model_kwargs(cfg, info.num_classes, info.channels).items() if v is not None}
+    # deferred (heavy import): pyarrow
     from cnnray.data import absolute_data_path
 
     training = {"precision": cfg.train.precision, "data": absolute_data_path(cfg.data).model_dump(mode="json"),

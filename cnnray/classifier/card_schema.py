@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from cnnray.errors import InvalidCardError
+from cnnray.models import list_models, model_options
 
 
 def _problems(found: dict[str, str]) -> None:
@@ -75,8 +76,6 @@ class CardSchema(BaseModel):
     @field_validator("architecture")
     @classmethod
     def _registered(cls, name: str) -> str:
-        from cnnray.models import list_models
-
         names = list_models()
         if name not in names:
             raise PydanticCustomError("card_architecture", "{name} is not a registered model (valid names: {valid})",
@@ -100,8 +99,6 @@ class CardSchema(BaseModel):
         if c is not None and inp is not None and c != inp.channels:
             found["in_chans"] = f"{c!r} does not match input.channels {inp.channels}"
         if arch is not None:
-            from cnnray.models import model_options
-
             options = model_options(arch)
             for key in sorted(set(kwargs) - set(options)) if options is not None else []:
                 found[key] = f"not an option of model {arch!r} (valid options: {', '.join(options)})"

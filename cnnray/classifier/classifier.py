@@ -10,10 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnray.data.transforms import BatchTransform
-from cnnray.errors import InvalidCardError, UserInputError
 from cnnray.classifier.card import CARD_FILE, WEIGHTS_FILE, ModelCard
 from cnnray.classifier.preprocess import to_model_input
+from cnnray.compress.structure import apply_structure, finish_structure
+from cnnray.data.transforms import BatchTransform
+from cnnray.errors import InvalidCardError, UserInputError
+from cnnray.loop.precision import resolve_precision
+from cnnray.models import create_model
 
 DEFAULT_BATCH = 256
 
@@ -62,8 +65,6 @@ class ImageClassifier:
 
     def __init__(self, card: ModelCard, state_dict: dict[str, torch.Tensor], *, device: str | torch.device = "cpu",
                  precision: str = "fp32", channels_last: bool = True) -> None:
-        from cnnray.models import create_model
-
         self.card = card
         self.device = torch.device(device)
         try:
@@ -71,7 +72,6 @@ class ImageClassifier:
         except (TypeError, ValueError) as e:  # an option the factory refuses (a card built by hand, not validated)
             raise InvalidCardError([f"model_kwargs: cannot build model {card.architecture!r} from them: {e}"]) from None
         if card.compression:  # a compressed version: its weights fit the compressed structure
-            from cnnray.compress.structure import apply_structure
 
             try:
                 model = apply_structure(model, card.compression)
@@ -84,8 +84,6 @@ class ImageClassifier:
             raise UserInputError(f"the weights do not fit the network its card describes ({card.architecture}, "
                                  f"compression {card.compression.get('method') or 'none'}): {detail}") from None
         if card.compression:
-            from cnnray.compress.structure import finish_structure
-
             model = finish_structure(model, card.compression)
         self.model = model.float().eval().to(self.device)
         self.channels_last = channels_last
@@ -93,7 +91,6 @@ class ImageClassifier:
             self.model = self.model.to(memory_format=torch.channels_last)
         c = card.input
         self.transform = BatchTransform(c.mean, c.std, c.normalize, None)  # training's eval transform
-        from cnnray.loop.precision import resolve_precision
 
         self.precision = resolve_precision(precision, self.device)
 

@@ -22,6 +22,7 @@ _STATE: dict[str, Path | None] = {"file": None}
 
 def start_local_ray(**init_kwargs: Any) -> bool:
     """`ray.init` a new local cluster on 127.0.0.1 and start its watchdog; True when loopback-bound."""
+    # deferred (heavy import): ray
     import ray
 
     before = watchdog.children(os.getpid())

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnray.errors import UserInputError
 from cnnray.cluster import auth, procs
+from cnnray.errors import UserInputError
 from cnnray.ray_compat import LOOPBACK_ENV
 
 STATE_DIR_ENV = "CNNRAY_CLUSTER_DIR"
@@ -181,6 +181,7 @@ def _tail(path: str, n: int = 15) -> str:
 
 def alive_nodes(state: ClusterState, timeout: float = 5.0) -> list[dict[str, Any]] | None:
     """The cluster's ALIVE nodes from its state API (None when the dashboard does not answer yet)."""
+    # deferred (heavy import): requests
     import requests
 
     try:

@@ -39,6 +39,7 @@ def pin_loopback() -> bool:
 def main(argv: list[str] | None = None) -> int:
     """`ray start ARGS` with the loopback pin; returns when the node stops (run it with --block)."""
     pin_loopback()
+    # deferred (heavy import): ray
     from ray.scripts.scripts import main as ray_main
 
     sys.argv = ["ray", "start", *(sys.argv[1:] if argv is None else argv)]

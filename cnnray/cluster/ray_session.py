@@ -12,6 +12,9 @@ import threading
 import warnings
 from typing import Any
 
+from cnnray.cluster.local_ray import start_local_ray
+from cnnray.ray_compat import loopback_node
+
 _QUIET = {"on": False}
 NOISY_MODULES = (r"ray(\..*)?", r"mlflow(\..*)?", r"pyarrow(\..*)?", r"pydantic(\..*)?", r"alembic(\..*)?",
                  r"sqlalchemy(\..*)?", r"google(\..*)?", r"opentelemetry(\..*)?", r"pkg_resources(\..*)?")
@@ -46,6 +49,7 @@ def requiet_ray_data() -> None:
 
 def ensure_ray(address: str | None = None, verbose: bool = False) -> bool:
     """Connect to a cluster (address or RAY_ADDRESS) or start a local one, unless Ray is up; True when started here."""
+    # deferred (heavy import): ray
     import ray
 
     if ray.is_initialized():
@@ -56,16 +60,12 @@ def ensure_ray(address: str | None = None, verbose: bool = False) -> bool:
     if address:
         host = address.split("://")[-1].rsplit(":", 1)[0]
         if host in ("127.0.0.1", "localhost"):
-            from cnnray.ray_compat import loopback_node
-
             # A loopback-only cluster (`cnnray cluster up`): this driver must look for its node on 127.0.0.1 too.
             with loopback_node():
                 ray.init(address=address, **kwargs)
         else:
             ray.init(address=address, **kwargs)
     else:
-        from cnnray.cluster.local_ray import start_local_ray
-
         # On 127.0.0.1, dashboard off (it listens on a port and costs a process; clusters have their own),
         # ended by a watchdog if this process dies.
         start_local_ray(**kwargs)

@@ -61,6 +61,7 @@ def _check(calibration: Any, batch: int) -> np.ndarray:
 
 def _pre_process(onnx_path: Path, work: Path) -> Path:
     """Shape inference + graph optimization before quantization, as onnxruntime recommends; the input if it fails."""
+    # deferred (heavy import): onnxruntime
     from onnxruntime.quantization import quant_pre_process
 
     out = work / "preprocessed.onnx"
@@ -77,6 +78,7 @@ def _pre_process(onnx_path: Path, work: Path) -> Path:
 
 def quantize_onnx(onnx_path: Path, calibration: np.ndarray, out_path: Path, *, batch: int = 8) -> Path:
     """Write an int8 QDQ copy of the ONNX file at `onnx_path` to `out_path`, calibrated on (N, C, H, W) images."""
+    # deferred (heavy import): onnx, onnxruntime
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 

@@ -23,6 +23,7 @@ class QATModel(nn.Module):
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, int, int] | list[int]) -> None:
         super().__init__()
+        # deferred (heavy import): torchao
         from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
@@ -40,6 +41,7 @@ class QATModel(nn.Module):
         return self.net(x)
 
     def train(self, mode: bool = True) -> QATModel:
+        # deferred (heavy import): torchao
         from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
         self.training = mode

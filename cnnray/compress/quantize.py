@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import types
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch._inductor.config as inductor_config
 from torch import Tensor, fx, nn
 
 from cnnray.compress.measure import MB
@@ -61,6 +63,7 @@ def _pt2e() -> tuple[Any, Any, Any]:
     import logging
 
     logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    # deferred (heavy import): torchao
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
@@ -68,6 +71,7 @@ def _pt2e() -> tuple[Any, Any, Any]:
 
 
 def _versions() -> dict[str, str]:
+    # deferred (heavy import): torchao
     import torchao
 
     return {"torch": torch.__version__, "torchao": torchao.__version__}
@@ -78,6 +82,7 @@ def _quantizer(dynamic_head: bool) -> Any:
     static = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
     if not dynamic_head:
         return static
+    # deferred (heavy import): torchao
     from torchao.quantization.pt2e.quantizer.composable_quantizer import ComposableQuantizer
 
     # One X86InductorQuantizer refuses static and dynamic configs together (it skips one with a warning);
@@ -328,10 +333,6 @@ def compiled(model: nn.Module) -> Callable[[Tensor], Tensor]:
     inductor config around each call, not set globally. The first call compiles (~40 s for the default
     model on one slow CPU core); each batch size compiles once (warm up with the shapes to time).
     """
-    import logging
-
-    import torch._inductor.config as inductor_config
-
     # A CPU build compiling C++ logs that it found no CUDA runtime: true and irrelevant here.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 

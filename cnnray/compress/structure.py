@@ -12,6 +12,8 @@ from typing import Any
 from torch import nn
 
 from cnnray.compress.fuse import fused_structure
+from cnnray.compress.prune import pruned_structure
+from cnnray.compress.quantize import finish_quantized, quantized_structure
 
 # What each method changes in the network; `export` attaches files and leaves the network as it was;
 # `distill` trains another architecture (the card names it) and adds no step.
@@ -26,13 +28,9 @@ def apply_structure(model: nn.Module, compression: Mapping[str, Any]) -> nn.Modu
         if method == "fuse":
             model = fused_structure(model, [tuple(p) for p in step["pairs"]])
         elif method == "prune":
-            from cnnray.compress.prune import pruned_structure
-
             if not step.get("unstructured"):  # unstructured pruning leaves zeros in the same shapes
                 model = pruned_structure(model, dict(step["channels"]))
         elif method == "quantize":
-            from cnnray.compress.quantize import quantized_structure
-
             model = quantized_structure(model, step)
         elif method != "export":
             raise ValueError(f"model card: compression method {method!r} is unknown to this cnnray (known: "
@@ -44,7 +42,5 @@ def finish_structure(model: nn.Module, compression: Mapping[str, Any]) -> nn.Mod
     """After the weights are loaded: an int8 version's network converted from its calibrated observers."""
     steps = list(compression.get("steps", []))
     if steps and steps[-1].get("method") == "quantize":
-        from cnnray.compress.quantize import finish_quantized
-
         model = finish_quantized(model, steps[-1])
     return model

@@ -12,6 +12,7 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     if not enabled:
         yield lambda n=1: None
         return
+    # deferred (heavy import): rich
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

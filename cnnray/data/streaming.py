@@ -44,6 +44,7 @@ def build_streaming_datasets(cfg: DataSection, info: DatasetInfo) -> dict[str, A
     driver with load_arrays and handed to Ray Data as raw rows (ray.data.from_arrow), so loader=streaming
     works for them too, though it only pays off for data that is already sharded.
     """
+    # deferred (heavy import): ray
     import ray.data
 
     size, channels = cfg.image_size, info.channels

@@ -10,6 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cnnray.config import load_config
+from cnnray.insight import figures
+
 PARTS = ("gabor", "convolution", "activations")
 FIGURES = {"gabor": "gabor_simple_cells.png", "convolution": "convolution_feature_maps.png",
            "activations": "activations.png"}
@@ -35,7 +38,7 @@ def check_out_dir(out: str | Path) -> Path:
 
 def _digits(count: int) -> Any:
     """The first `count` validation digits of the built-in set, (N, 1, 32, 32) floats in [0, 1]."""
-    from cnnray.config import load_config
+    # deferred (heavy import): torch, pyarrow, PIL
     from cnnray.data import load_arrays
 
     _, _, val_x, _ = load_arrays(load_config(overrides=["data.image_size=32"]).data)
@@ -72,9 +75,9 @@ def _readme(summary: dict[str, Any]) -> str:
 
 def explore(out: str | Path, parts: list[str], repeats: int = 10, threads: int = 1) -> dict[str, Any]:
     """Run the chosen parts, write their figures, summary.json and README.md into `out`; return the summary."""
+    # deferred (heavy import): torch
     import torch
 
-    from cnnray.insight import figures
 
     out = check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,18 +85,21 @@ def explore(out: str | Path, parts: list[str], repeats: int = 10, threads: int =
                                "torch": torch.__version__, "figures": {}}
     digits = _digits(64) if {"gabor", "convolution"} & set(parts) else None
     if "gabor" in parts:
+        # deferred (heavy import): torch
         from cnnray.insight.gabor import simple_cells
 
         result = simple_cells(digits[0, 0])
         figures.plot_gabor(result, out / FIGURES["gabor"])
         summary["gabor"] = _jsonable(result, ("kernels", "grating", "digit", "grating_maps", "digit_maps"))
     if "convolution" in parts:
+        # deferred (heavy import): torch
         from cnnray.insight.convolution import compare_convolutions
 
         result = compare_convolutions(digits, repeats, threads)
         figures.plot_feature_maps(result, out / FIGURES["convolution"])
         summary["convolution"] = _jsonable(result, ("kernels", "images", "maps"))
     if "activations" in parts:
+        # deferred (heavy import): torch
         from cnnray.insight.activations import compare_activations
 
         result = compare_activations(repeats, threads)

@@ -14,6 +14,7 @@ from cnnray.insight.inspect_common import class_label, display_image, last_spati
 
 def grad_cam(model: nn.Module, x: Tensor, y: Tensor, layer: str | None = None) -> dict[str, Any]:
     """{'layer', 'pred', 'true', 'prob', 'cam_pred', 'cam_true'}; cams (N, H, W) upsampled to the input, ReLU'd."""
+    # deferred (heavy import): captum
     from captum.attr import LayerAttribution, LayerGradCam
 
     layer = layer or last_spatial_child(model, x)

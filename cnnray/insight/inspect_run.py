@@ -34,6 +34,7 @@ class InspectInput:
 
 def check_request(model: nn.Module, parts: list[str], attention_named: bool, layers: list[str] | None) -> list[str]:
     """The parts to run; ValueError for unknown layer names or attention asked of a model without CBAM."""
+    # deferred (heavy import): matplotlib
     from cnnray.insight.inspect_attention import cbam_modules
 
     if layers is not None:
@@ -47,6 +48,7 @@ def check_request(model: nn.Module, parts: list[str], attention_named: bool, lay
 
 
 def _filters(inp: InspectInput, out: Path, summary: dict[str, Any]) -> None:
+    # deferred (heavy import): matplotlib
     from cnnray.insight.inspect_filters import match_filters, plot_filters
 
     result = match_filters(inp.model)
@@ -60,8 +62,14 @@ def _filters(inp: InspectInput, out: Path, summary: dict[str, Any]) -> None:
 
 
 def _featuremaps(inp: InspectInput, out: Path, layers: list[str] | None, summary: dict[str, Any]) -> None:
-    from cnnray.insight.inspect_maps import (classic_responses, default_layers, feature_maps, plot_layer_maps,
-                                             summarize_maps)
+    # deferred (heavy import): matplotlib
+    from cnnray.insight.inspect_maps import (
+        classic_responses,
+        default_layers,
+        feature_maps,
+        plot_layer_maps,
+        summarize_maps,
+    )
 
     layers = layers or default_layers(inp.model)
     maps = feature_maps(inp.model, inp.x, layers)
@@ -74,8 +82,13 @@ def _featuremaps(inp: InspectInput, out: Path, layers: list[str] | None, summary
 
 
 def _attention(inp: InspectInput, out: Path, summary: dict[str, Any]) -> None:
-    from cnnray.insight.inspect_attention import (cbam_attention, plot_channel_weights, plot_spatial_maps,
-                                                  summarize_attention)
+    # deferred (heavy import): matplotlib
+    from cnnray.insight.inspect_attention import (
+        cbam_attention,
+        plot_channel_weights,
+        plot_spatial_maps,
+        summarize_attention,
+    )
 
     att = cbam_attention(inp.model, inp.x)
     summary["figures"]["attention:channels"] = plot_channel_weights(att, out / CHANNELS_PNG, inp.title).name
@@ -84,6 +97,7 @@ def _attention(inp: InspectInput, out: Path, summary: dict[str, Any]) -> None:
 
 
 def _gradcam(inp: InspectInput, out: Path, summary: dict[str, Any]) -> None:
+    # deferred (heavy import): matplotlib
     from cnnray.insight.inspect_gradcam import grad_cam, plot_grad_cam, summarize_grad_cam
 
     result = grad_cam(inp.model, inp.x, inp.y)

@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from cnnray.errors import UserInputError
+from cnnray.insight.inspect_options import default_out
+from cnnray.tracking.insight_artifacts import log_insight_artifacts
 
 
 def inspect_version(ref: Any, tracking_uri: str, data_keys: list[str], out: Path | None, requested: list[str],
                     attention_named: bool, layers: list[str] | None, n_images: int) -> dict[str, Any]:
     """Figures and summary.json in `out` (default ./cnnray_inspect/NAME-vV) and the run's insight/ folder."""
-    from cnnray.insight.inspect_options import default_out
+    # deferred (heavy import): torch, PIL
     from cnnray.insight.inspect_run import InspectInput, check_request, inspect_model
     from cnnray.serve.data import data_config_for, load_split
-    from cnnray.tracking.insight_artifacts import log_insight_artifacts
     from cnnray.tracking.model_store import load_version
 
     clf, version = load_version(ref, tracking_uri, channels_last=False)

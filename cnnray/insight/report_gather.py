@@ -14,6 +14,8 @@ from typing import Any
 
 from cnnray.insight.report_model import PNG_MAGIC, Evaluation, Figure, VersionReport
 from cnnray.tracking.model_store import ResolvedVersion, client
+from cnnray.tracking.runs import TrackingContext, metric_history
+from cnnray.tracking.uri import parse_model_uri
 
 LINEAGE_KEYS = ("cnnray.config_hash", "cnnray.data_fingerprint", "cnnray.git_commit", "cnnray.ray_run_name",
                 "cnnray.weights", "cnnray.best_epoch", "cnnray.tune_run", "cnnray.trial_id")
@@ -56,8 +58,8 @@ def _title(path: str) -> str:
 
 
 def _training(r: VersionReport, art: _Artifacts, run_id: str, tracking_uri: str, scratch: Path) -> None:
+    # deferred (heavy import): matplotlib
     from cnnray.tracking.plots import plot_learning_curves
-    from cnnray.tracking.runs import TrackingContext, metric_history
 
     c = art.c
     try:
@@ -178,8 +180,6 @@ def _search(r: VersionReport, art: _Artifacts, tags: dict[str, str]) -> None:
 
 def _chain(r: VersionReport, c: Any, tags: dict[str, str]) -> None:
     """Follow cnnray.compress.source tags back to the trained version (at most 10 steps: a cycle stops it)."""
-    from cnnray.tracking.uri import parse_model_uri
-
     seen, current = {r.label}, tags
     for _ in range(10):
         source = current.get("cnnray.compress.source")

@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cnnray.insight.report_html import render_report
+from cnnray.tracking.insight_artifacts import log_insight_artifacts
+
 REPORT_FOLDER = "report"
 
 
@@ -18,10 +21,9 @@ def report_file(out: Path | None, name: str, version: str) -> Path:
 
 def report_version(ref: Any, tracking_uri: str, out: Path | None, log: bool = True) -> dict[str, Any]:
     """Write the version's page; log it under report/ of the version's run unless `log` is false."""
-    from cnnray.insight.report_html import render_report
-    from cnnray.tracking.insight_artifacts import log_insight_artifacts
-    from cnnray.tracking.model_store import load_card, resolve
+    # deferred (heavy import): torch, PIL
     from cnnray.insight.report_gather import gather_report
+    from cnnray.tracking.model_store import load_card, resolve
 
     version = resolve(ref, tracking_uri)
     report = gather_report(tracking_uri, version, load_card(version, tracking_uri))

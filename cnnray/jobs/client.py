@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from cnnray.errors import UserInputError
 from cnnray.cluster import auth
 from cnnray.cluster.nodes import load_cluster_state
+from cnnray.errors import UserInputError
 
 CONNECT_TIMEOUT_S = 4.0
 
@@ -53,6 +53,7 @@ def resolve_target(address: str | None = None) -> Target:
 
 def probe_target(target: Target, timeout: float = CONNECT_TIMEOUT_S) -> dict[str, Any]:
     """GET /api/version within `timeout`: the cluster's versions, or UserInputError saying what is wrong."""
+    # deferred (heavy import): requests
     import requests
 
     try:
@@ -86,6 +87,7 @@ def prepare(address: str | None = None) -> Target:
 
 def job_client(target: Target) -> Any:
     """Ray's JobSubmissionClient for a prepared target."""
+    # deferred (heavy import): ray
     from ray.job_submission import JobSubmissionClient
 
     return JobSubmissionClient(target.url)

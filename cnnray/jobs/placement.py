@@ -20,6 +20,7 @@ TRIAL_ACTOR = "ImplicitFunc"
 
 def job_actors(target: Target, ray_job_id: str, limit: int = 10000) -> list[dict[str, Any]]:
     """Every actor the job created (alive or dead): class name, node id, state, pid."""
+    # deferred (heavy import): requests
     import requests
 
     params = {"limit": limit, "detail": 1, "filter_keys": ["job_id"], "filter_predicates": ["="],

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cnnray.cluster import auth
-from cnnray.jobs.client import Target, prepare
 from cnnray.cluster.nodes import ClusterState, client_env, load_cluster_state, state_dir
+from cnnray.jobs.client import Target, prepare
 
 _SKIP_RESOURCES = ("node:", "accelerator_type:")
 
@@ -28,6 +28,7 @@ def format_up(state: ClusterState) -> str:
 
 
 def _get(target: Target, path: str) -> Any:
+    # deferred (heavy import): requests
     import requests
 
     r = requests.get(f"{target.url}{path}", headers=auth.bearer(target.token), timeout=10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -22,6 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cnnray
+import workflows
+from cnnray.errors import UserInputError
 from cnnray.jobs.validate import Checked
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -36,17 +40,12 @@ LOG_TAIL_LINES = 40
 
 def quiet_sdk_logs() -> None:
     """Hide the Jobs SDK's INFO lines ("Uploading package ...", "WebSocket closed ...")."""
-    import logging
-
     for name in ["ray", *[n for n in logging.root.manager.loggerDict if n.startswith("ray.")]]:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def package_dirs() -> list[str]:
     """The `cnnray` and `workflows` package folders of this checkout (what the job imports)."""
-    import cnnray
-    import workflows
-
     return [str(Path(cnnray.__file__).parent), str(Path(workflows.__file__).parent)]
 
 
@@ -182,8 +181,6 @@ def exit_code(summary: dict[str, Any]) -> int:
 
 def parse_env(values: list[str]) -> dict[str, str]:
     """--env NAME (forward this process's value) or NAME=VALUE."""
-    from cnnray.errors import UserInputError
-
     out = {}
     for v in values:
         name, sep, value = v.partition("=")

@@ -13,7 +13,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnray.errors import UserInputError
+from cnnray.commands import COMMANDS
+from cnnray.config import load_config, resolve_config_path
+from cnnray.console import make_parser
+from cnnray.errors import ConfigError, UserInputError
 
 NOT_SUBMITTABLE = ("submit", "jobs", "cluster")  # they talk to a cluster themselves
 _OVERRIDE = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+=")
@@ -33,8 +36,6 @@ class Checked:
 
 def workflow_module(name: str) -> str:
     """The module a workflow name runs; UserInputError naming the valid ones."""
-    from cnnray.commands import COMMANDS
-
     valid = [c for c in COMMANDS if c not in NOT_SUBMITTABLE]
     if name not in valid:
         raise UserInputError(f"unknown workflow '{name}'; workflows that can be submitted: {', '.join(valid)}")
@@ -61,9 +62,6 @@ def _split(args: list[str]) -> tuple[list[str], list[str], list[str]]:
 
 
 def _config_paths(configs: list[str]) -> list[Path]:
-    from cnnray.config import resolve_config_path
-    from cnnray.errors import ConfigError
-
     paths = []
     for c in configs:
         try:  # a path, or the name of a built-in config such as `tutorial`
@@ -106,8 +104,6 @@ def _pins(cfg, env_uri: str | None) -> tuple[list[str], list[str]]:
 
 
 def _parse(workflow: str, args: list[str]):
-    from cnnray.console import make_parser
-
     p = make_parser(f"cnnray submit {workflow}", "")
     p.add_argument("--address", default=None)
     if workflow == "tune":
@@ -122,12 +118,11 @@ def _parse(workflow: str, args: list[str]):
 
 def check_train(args: list[str], env_uri: str | None) -> Checked:
     """`cnnray train`'s own checks (config, data, model, run name) before submission."""
-    from cnnray.config import load_config
-
     parsed = _parse("train", args)
     cfg = load_config(_config_paths(parsed.config) or None, parsed.overrides)
     pins, notes = _pins(cfg, env_uri)
     cfg = load_config(_config_paths(parsed.config) or None, parsed.overrides + pins)
+    # deferred (heavy import): torch, pyarrow, PIL
     from cnnray.run.plan import prepare_run
 
     prep = prepare_run(cfg)
@@ -138,8 +133,6 @@ def check_train(args: list[str], env_uri: str | None) -> Checked:
 
 def check_tune(args: list[str], env_uri: str | None) -> Checked:
     """`cnnray tune`'s own checks (space, settings, data, model) before submission."""
-    from cnnray.config import load_config
-
     parsed = _parse("tune", args)
     overrides = list(parsed.overrides)
     if parsed.resume:
@@ -149,9 +142,10 @@ def check_tune(args: list[str], env_uri: str | None) -> Checked:
     named = bool(cfg.run.name)
     pins, notes = _pins(cfg, env_uri)
     cfg = load_config(configs, overrides + pins)
+    # deferred (heavy import): torch, pyarrow, PIL
     from cnnray.run.plan import prepare_run
-    from cnnray.tune.tuning import resolve_search
     from cnnray.tune.plan import trial_base_config
+    from cnnray.tune.tuning import resolve_search
 
     cfg, _, ident = resolve_search(cfg, parsed.space)
     base = trial_base_config(cfg)
@@ -163,8 +157,6 @@ def check_tune(args: list[str], env_uri: str | None) -> Checked:
 
 def check_generic(workflow: str, args: list[str]) -> Checked:
     """Any other workflow: its config files exist and its key=value overrides are valid config keys."""
-    from cnnray.config import load_config
-
     configs, overrides, _ = _split(args)
     paths = _config_paths(configs)
     if overrides or paths:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from cnnray.errors import NonFiniteLossError
+
 _WHERE = {
     "EarlyStopping": "early_stop", "ModelEma": "ema", "unwrap": "ema", "Engine": "engine", "rng_state": "engine",
     "set_rng_state": "engine", "SoftTargetCrossEntropy": "losses", "build_loss": "losses",
@@ -20,8 +22,6 @@ __all__ = sorted([*_WHERE, "NonFiniteLossError"])
 
 def __getattr__(name: str) -> Any:
     if name == "NonFiniteLossError":
-        from cnnray.errors import NonFiniteLossError
-
         return NonFiniteLossError
     if name in _WHERE:
         return getattr(importlib.import_module(f"cnnray.loop.{_WHERE[name]}"), name)

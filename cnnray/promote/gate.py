@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from cnnray import __version__
 from cnnray.errors import UserInputError
 from cnnray.promote.rule import ALREADY, Decision, decide, decide_first
 from cnnray.promote.stats import METRICS, compare
+from cnnray.tracking import model_store
 
 MAX_ATTEMPTS = 5  # re-evaluations when another promotion moved `champion` meanwhile
 
@@ -57,8 +59,6 @@ class PromoteOptions:
 
 
 def _who() -> dict[str, str]:
-    from cnnray import __version__
-
     try:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
@@ -69,8 +69,8 @@ def _who() -> dict[str, str]:
 
 def run_promote(opt: PromoteOptions, on_line: Callable[[str], None] = print) -> dict[str, Any]:
     """Evaluate, decide and (unless dry run) apply and record; returns the decision record."""
+    # deferred (heavy import): torch, PIL
     from cnnray.serve.data import check_classes, data_config_for, describe
-    from cnnray.tracking import model_store
     from cnnray.tracking.promotion import CHAMPION, aliases, apply_decision, log_decision_run
 
     opt.validate()
@@ -110,9 +110,9 @@ def run_promote(opt: PromoteOptions, on_line: Callable[[str], None] = print) -> 
 def _evidence(opt: PromoteOptions, cand_version: str, champion: str | None, cand: Any, data: Any, info: Any,
               cache: dict[str, Any], on_line: Callable[[str], None]) -> dict[str, Any]:
     """Evaluate what is needed and apply the rule (no registry writes)."""
+    # deferred (heavy import): torch, PIL
     from cnnray.serve.data import check_classes
     from cnnray.serve.run_eval import evaluate_models
-    from cnnray.tracking import model_store
 
     record: dict[str, Any] = {"candidate_version": cand_version, "champion_version": champion, "metric": opt.metric,
                               "min_delta": opt.min_delta, "confidence": opt.confidence, "floor": opt.floor,
@@ -152,6 +152,7 @@ def _evidence(opt: PromoteOptions, cand_version: str, champion: str | None, cand
 
 def run_rollback(tracking_uri: str, name: str, experiment: str = "cnnray") -> dict[str, Any]:
     """`champion` back to `previous-champion`, recorded like a promotion (UserInputError when there is none)."""
+    # deferred (heavy import): torch, PIL
     from cnnray.tracking.promotion import PREVIOUS, aliases, apply_rollback, log_decision_run
 
     if PREVIOUS not in aliases(tracking_uri, name):

@@ -29,6 +29,7 @@ class PairedComparison:
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:
     """(two-sided exact p-value, b, c): b = a right & b wrong, c = a wrong & b right; binomial(b+c, 1/2)."""
+    # deferred (heavy import): scipy
     from scipy.stats import binomtest
 
     a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)

@@ -95,6 +95,7 @@ class RunClaim:
                           f"with {resume}, or choose another {key}")
 
     def _acquire_remote(self, *, new: bool, key: str) -> None:
+        # deferred (heavy import): pyarrow
         import pyarrow.fs as pafs
 
         # Same-host starts are serialised by a local lock keyed by the URI.

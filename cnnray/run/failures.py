@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from cnnray.errors import FatalRunError, StorageFullError, UserInputError
 
 FATAL_EXIT = 3  # a local rank's exit code for a failure it knows a restart cannot fix
@@ -42,14 +44,13 @@ def is_storage_full(exc: BaseException) -> bool:
 
 def is_fatal(exc: BaseException) -> bool:
     """True when restarting from the latest checkpoint cannot help."""
-    from pydantic import ValidationError
-
     return any(isinstance(e, (FatalRunError, UserInputError, ValidationError)) for e in _chain(exc)) \
         or is_storage_full(exc)
 
 
 def tree_bytes(obj: Any) -> int:
     """Bytes of the tensors in a nested state (what a `torch.save` of it writes, give or take headers)."""
+    # deferred (heavy import): torch
     import torch
 
     if isinstance(obj, torch.Tensor):

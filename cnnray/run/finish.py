@@ -11,15 +11,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from cnnray import tracking
+from cnnray.classifier.card import card_for_training
+from cnnray.cluster.local_ray import unwatch_mlflow_run
 from cnnray.config import Config, config_hash
-from cnnray.tracking.lineage import lineage_tags
-from cnnray.tracking.plots import plot_confusion_matrix, plot_learning_curves
-from cnnray.tracking.model_registry import log_and_register
-from cnnray.tracking.per_class import per_class_report
-from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_text, metric_history, scratch_dir, set_tags
+from cnnray.data.example import example_image
+from cnnray.promote.gate import PromoteOptions, run_promote
 from cnnray.run import progress
 from cnnray.run.outcome import load_best
 from cnnray.run.plan import PreparedRun
+from cnnray.tracking.lineage import lineage_tags
+from cnnray.tracking.model_registry import log_and_register
+from cnnray.tracking.per_class import per_class_report
+from cnnray.tracking.plots import plot_confusion_matrix, plot_learning_curves
+from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_text, metric_history, scratch_dir, set_tags
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_acc", "val_top5", "lr")
 # Best-epoch metrics copied onto the registered version (what `cnnray registry` shows).
@@ -34,8 +39,6 @@ def finish_training_run(ctx: TrackingContext, cfg: Config, prep: Any, weights: d
     `make_card(lineage=..., training=...)` builds the version's ModelCard: the caller (training) knows how
     its model is built from the config, tracking does not.
     """
-    from cnnray.data.example import example_image
-
     info = prep.info
     names = list(info.class_names) or [str(i) for i in range(info.num_classes)]
     with scratch_dir() as tmp:
@@ -71,8 +74,6 @@ def promote_after_registration(ctx: TrackingContext, cfg: Config, version: str) 
 
     A refusal or failure of the gate is reported in the result; the training run itself succeeded.
     """
-    from cnnray.promote.gate import PromoteOptions, run_promote
-
     opt = PromoteOptions(ctx.uri, cfg.registry.name, str(version), floor=cfg.registry.promote_floor,
                          experiment=cfg.tracking.experiment)
     try:
@@ -87,8 +88,6 @@ def finish_run(prep: PreparedRun, ctx: Any, status: str, error: str | None, prio
                checkpoint: str | None, last: dict[str, Any], clock: progress.StartupClock, t0: float, *,
                verbose: bool, on_line: Callable[[str], None]) -> dict[str, Any]:
     """Close the MLflow run (registering the best weights when FINISHED) and build the result object."""
-    from cnnray.cluster.local_ray import unwatch_mlflow_run
-
     cfg = prep.cfg
     if status == "FINISHED" and checkpoint is None:
         status, error = "FAILED", "the run ended without a checkpoint"
@@ -110,10 +109,6 @@ def finish_run(prep: PreparedRun, ctx: Any, status: str, error: str | None, prio
                weights=meta.get("weights"), checkpoint=checkpoint, epochs_run=int(last.get("epoch", -1)) + 1,
                stopped_early=bool(last.get("stopped_early")))
     if ctx is not None:
-        from cnnray import tracking
-        from cnnray.classifier.card import card_for_training
-        from cnnray.run.finish import finish_training_run
-
         try:
             out.update(finish_training_run(ctx, cfg, prep, weights, meta,
                                            make_card=partial(card_for_training, cfg, prep.info,
@@ -130,8 +125,6 @@ def finish_run(prep: PreparedRun, ctx: Any, status: str, error: str | None, prio
 
 def _close_unfinished(ctx: Any, status: str, error: str | None, prior_status: str | None) -> None:
     """End the run FAILED/KILLED; a run that had FINISHED before this resume keeps FINISHED (its model stands)."""
-    from cnnray import tracking
-
     if prior_status == "FINISHED":
         tracking.runs.set_tags(ctx, {"cnnray.resume_failed": f"{status}: {error}"[:5000]})
         tracking.end_run(ctx, "FINISHED")

@@ -13,6 +13,7 @@ overlap the driver's; a child exits when its parent dies (PR_SET_PDEATHSIG), SIG
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -26,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from cnnray.config import Config
 from cnnray.errors import ConfigError
-from cnnray.run.failures import FATAL_EXIT, RankFailure, is_fatal, repeated_kill, signal_name
 from cnnray.run.checkpoints import CheckpointStore
+from cnnray.run.failures import FATAL_EXIT, RankFailure, is_fatal, repeated_kill, signal_name
 
 if TYPE_CHECKING:  # torch is imported where it is used: `prestart` runs before the command imports it
     import torch
@@ -88,6 +89,7 @@ def prestart_count(cfg: Config) -> int:
 
 def local_devices(cfg: Config, world: int) -> list[torch.device]:
     """One device per rank: a GPU each when there are GPUs (and use_gpu allows), else the CPU."""
+    # deferred (heavy import): torch
     import torch
 
     gpus = torch.cuda.device_count() if cfg.scaling.use_gpu is not False else 0
@@ -254,8 +256,7 @@ def init_group(rank: int, world: int, store: str, device: torch.device, timeout_
     """Join the run's process group. The rendezvous is a file (`store`, fresh per attempt), not a TCP
     store: PyTorch's TCPStore listens on every interface and has no bind-address option, a file
     listens on none; gloo's own connections are bound to the loopback interface."""
-    import datetime
-
+    # deferred (heavy import): torch
     import torch
     import torch.distributed as dist
 
@@ -267,6 +268,7 @@ def init_group(rank: int, world: int, store: str, device: torch.device, timeout_
 
 
 def leave_group() -> None:
+    # deferred (heavy import): torch
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -323,6 +325,7 @@ def run_local(cfg: Config, lc: LoopConfig, run_dir: str, *, start_from: str | No
     scaling.max_failures times, unless a restart cannot help (`failures.py`: a full disk, bad input inside a
     rank, the same rank SIGKILLed twice at one step). KeyboardInterrupt/SystemExit pass through (checkpoints
     already written stay); a failure that ends the run raises RunFailed."""
+    # deferred (heavy import): torch, pyarrow, PIL
     from cnnray.run.rank_loop import run_loop
 
     world = workers_of(cfg) or 1

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cnnray.run.checkpoint_files import BEST_FILE, META_FILE
 from cnnray.run.resume_check import ResumePoint
 
 
 def load_best(checkpoint_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(best weights, meta) from a checkpoint directory, read with weights_only=True."""
-    import torch
-
     d = Path(checkpoint_dir)
     weights = torch.load(d / BEST_FILE, map_location="cpu", weights_only=True)
     return weights, json.loads((d / META_FILE).read_text())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -15,19 +16,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from cnnray.config import Config, to_yaml
 from cnnray.data import DatasetInfo, MemoryLoader, MixupCutmix, StreamingLoader, build_transforms, load_arrays
-from cnnray.run.checkpoint_files import BEST_FILE, CONFIG_FILE, META_FILE, STATE_FILE
-from cnnray.run.loop_config import LoopConfig
-from cnnray.errors import NonFiniteLossError, StorageFullError
-from cnnray.models.from_config import build_model
+from cnnray.errors import ConfigError, NonFiniteLossError, StorageFullError
 from cnnray.loop.engine import Engine
+from cnnray.models.from_config import build_model
+from cnnray.run.checkpoint_files import BEST_FILE, CONFIG_FILE, META_FILE, STATE_FILE
 from cnnray.run.failures import is_storage_full, storage_full_error, tree_bytes
 from cnnray.run.init_state import initial_model, teacher_model
+from cnnray.run.loop_config import LoopConfig
 from cnnray.run.test_hooks import FAIL_AT_EPOCH, FAULT_AT_STEP, NAN_AT_STEP
-
 
 
 class LoopSession(Protocol):
@@ -66,10 +67,6 @@ def _fail_once(batches: Iterable, marker: Path, rank: int) -> Iterator:
 def _fault_at_step(batches: Iterable, engine: Engine, spec: str, marker: Path) -> Iterator:
     """Test hook (CNNRAY_TEST_FAULT_AT_STEP=KIND@STEP, rank 1): at global step STEP this process is SIGKILLed on
     every attempt (the out-of-memory killer's way), aborts natively once, or raises a ConfigError every time."""
-    import signal
-
-    from cnnray.errors import ConfigError
-
     kind, step = spec.split("@")[0], int(spec.split("@")[1])
     for item in batches:
         if engine.global_step >= step:
@@ -133,7 +130,6 @@ def _agree(failure: Exception | None, rank: int, world: int, device: torch.devic
     rank left waiting in the next epoch's all-reduce would look like a hang, then a fault to retry)."""
     if world == 1:
         return str(failure) if failure is not None else None
-    import torch.distributed as dist
 
     flag = torch.tensor([1 if failure is not None else 0], device=device)
     dist.broadcast(flag, src=0)

@@ -10,18 +10,20 @@ import ray
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.util.queue import Queue
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from cnnray import tracking
+from cnnray.cluster.ray_session import GracefulStop, ensure_ray
 from cnnray.config import Config
 from cnnray.data import build_streaming_datasets
-from cnnray.cluster.ray_session import GracefulStop, ensure_ray
 from cnnray.run import progress
-from cnnray.run.plan import PreparedRun
-from cnnray.run.resume_check import ResumePoint
 from cnnray.run.finish import finish_run
 from cnnray.run.mlflow_run import open_training_run
 from cnnray.run.outcome import outcome_of
-from cnnray.run.plan import make_loop_config
+from cnnray.run.plan import PreparedRun, make_loop_config
 from cnnray.run.ray_worker import train_loop_per_worker
+from cnnray.run.resume_check import ResumePoint
 
 log = logging.getLogger("cnnray")
 
@@ -99,17 +101,13 @@ def train_on_ray(prep: PreparedRun, point: ResumePoint | None, prior_status: str
                  clock: progress.StartupClock, *, verbose: bool, on_line: Callable[[str], None],
                  on_report: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     """The run as a Ray Train run (scaling.runner=ray): MLflow from the Train controller, progress via a queue."""
-    from cnnray import tracking
-
     cfg = prep.cfg
     ensure_ray(cfg.run.address, verbose)
     clock.mark("ray_ready")
     ctx = None
     if cfg.tracking.enabled:
         ctx = open_training_run(prep, point, prior_status, "ray")
-    from ray.util.queue import Queue
 
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # On the driver's node: a queue on a worker node would die with that node and take the run along.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)

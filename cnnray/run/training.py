@@ -11,14 +11,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cnnray import tracking
+from cnnray.cluster.ray_session import GracefulStop
 from cnnray.config import Config
 from cnnray.errors import ConfigError
-from cnnray.run import progress
 from cnnray.models.from_config import build_model
+from cnnray.run import progress
 from cnnray.run.claim import RunClaim
+from cnnray.run.local_host import RunFailed, StopRun, choose_runner, run_local
 from cnnray.run.outcome import outcome_of
 from cnnray.run.plan import PreparedRun, make_loop_config, prepare_run
 from cnnray.run.resume_check import ResumePoint, check_resume
+from cnnray.tracking.background import BackgroundRun
 
 OPEN_TRACKING_WITHIN_S = 10.0  # a local run opens its MLflow run at its first step, or after this long
 
@@ -31,8 +35,6 @@ def _check_resume(prep: PreparedRun) -> ResumePoint:
 
 def _prior_run(prep: PreparedRun, point: ResumePoint | None) -> tuple[str | None, str | None]:
     """(MLflow run id, status) of the run a resume continues; refuses to resume a FINISHED run for nothing."""
-    from cnnray import tracking
-
     cfg = prep.cfg
     if not (prep.resume and cfg.tracking.enabled):
         return None, None
@@ -56,8 +58,6 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
     `prestarted`: the rank processes (`local_host.PrestartedRanks`) it started meanwhile; they are
     used by a local run and ended otherwise.
     """
-    from cnnray.run.local_host import choose_runner
-
     t0 = time.time()
     clock = progress.StartupClock()
     discard = prestarted.discard if prestarted is not None else (lambda: None)
@@ -78,6 +78,7 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
         kwargs = dict(verbose=verbose, on_line=on_line, on_report=on_report)
         if runner == "local":
             return _train_locally(prep, point, prior_status, t0, clock, prestarted=prestarted, **kwargs)
+        # deferred (heavy import): ray, matplotlib
         from cnnray.run.ray_host import train_on_ray
 
         return train_on_ray(prep, point, prior_status, t0, clock, **kwargs)
@@ -92,9 +93,9 @@ def _train_locally(prep: PreparedRun, point: ResumePoint | None, prior_status: s
     """The run in this process (+ local rank processes): MLflow opened and fed from a background thread."""
     # Deferred: local_host needs nothing heavy before the rank processes start; finish imports MLflow.
     from cnnray.cluster.local_ray import start_run_watchdog
-    from cnnray.cluster.ray_session import GracefulStop
+
+    # deferred (heavy import): matplotlib
     from cnnray.run.finish import finish_run
-    from cnnray.run.local_host import RunFailed, StopRun, run_local
 
     cfg = prep.cfg
     background = _open_tracking(prep, point, prior_status) if cfg.tracking.enabled else None
@@ -129,8 +130,6 @@ def _train_locally(prep: PreparedRun, point: ResumePoint | None, prior_status: s
     if background is not None and background.error and status == "FINISHED":
         status, error = "FAILED", background.error
     if failures and ctx is not None:
-        from cnnray import tracking
-
         # Each failure with the failed rank's log tail (a native crash's stack included): what a restart hid.
         tags = {f"cnnray.failure_{i}": text[:5000] for i, text in enumerate(failures, start=1)}
         tracking.runs.set_tags(ctx, {**tags, "cnnray.restarts": str(outcome.restarts if outcome else len(failures) - 1)})
@@ -140,7 +139,6 @@ def _train_locally(prep: PreparedRun, point: ResumePoint | None, prior_status: s
 
 def _open_tracking(prep: PreparedRun, point: ResumePoint | None, prior_status: str | None) -> Any:
     from cnnray.run.mlflow_run import open_training_run  # deferred: MLflow (opened in a background thread)
-    from cnnray.tracking.background import BackgroundRun
 
     return BackgroundRun(lambda: open_training_run(prep, point, prior_status, "local"),
                          start_within_s=OPEN_TRACKING_WITHIN_S)

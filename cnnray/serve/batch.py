@@ -9,6 +9,7 @@ rows, which keeps the per-example results of a promotion paired. Sources: a dire
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnray.errors import DataError
 from cnnray.classifier.card import ModelCard
+from cnnray.classifier.classifier import ImageClassifier
+from cnnray.cluster.ray_session import ensure_ray
+from cnnray.data.codec import decode_many
+from cnnray.errors import DataError
 
 BATCH = 256
 
@@ -35,6 +39,7 @@ class ParquetSource:
 
 def parquet_source(path: str, split: str | None) -> ParquetSource:
     """A prepared directory's shards of `split` (all splits when None), or plain Parquet with an `image` column."""
+    # deferred (heavy import): pyarrow
     import pyarrow.parquet as pq
 
     from cnnray.data.manifest import MANIFEST, read_manifest, shard_paths
@@ -48,6 +53,7 @@ def parquet_source(path: str, split: str | None) -> ParquetSource:
         if not paths:
             raise DataError(f"{path} has no {split} shards")
         return ParquetSource(paths, fs, manifest["format"], True, tuple(manifest["class_names"]))
+    # deferred (heavy import): pyarrow
     import pyarrow.fs as pafs
 
     info = fs.get_file_info(base)
@@ -69,15 +75,11 @@ class _Predictor:
 
     def __init__(self, models: list[tuple[dict[str, Any], dict[str, torch.Tensor]]], fmt: str | None, top_k: int,
                  use_gpu: bool) -> None:
-        from cnnray.classifier.classifier import ImageClassifier
-
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.models = [ImageClassifier(ModelCard.from_dict(card), sd, device=device) for card, sd in models]
         self.fmt, self.top_k = fmt, top_k
 
     def _images(self, clf: Any, batch: dict[str, np.ndarray]) -> torch.Tensor:
-        from cnnray.data.codec import decode_many
-
         c = clf.card.input
         if self.fmt is not None:  # prepared shards decode as the parquet source does (what in-process evaluation sees)
             shapes = [tuple(int(v) for v in s) for s in batch["shape"]]
@@ -108,10 +110,10 @@ class _Predictor:
 def stream_predictions(source: ParquetSource, models: list[Any], *, top_k: int = 5, concurrency: int | None = None,
                        batch_size: int = BATCH) -> Iterator[dict[str, np.ndarray]]:
     """Per-row results as numpy batches (pred_i, prob_i, top_index_i, top_prob_i, and with labels top5_i, nll_i)."""
+    # deferred (heavy import): ray
     import ray
     import ray.data
 
-    from cnnray.cluster.ray_session import ensure_ray
 
     ensure_ray()
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
@@ -130,12 +132,11 @@ def stream_predictions(source: ParquetSource, models: list[Any], *, top_k: int =
 
 
 def _columns(source: ParquetSource) -> list[str]:
+    # deferred (heavy import): pyarrow
     import pyarrow.parquet as pq
 
     return pq.read_schema(source.paths[0], filesystem=source.filesystem).names
 
 
 def _card_dict(card: ModelCard) -> dict[str, Any]:
-    import json
-
     return json.loads(card.to_json())

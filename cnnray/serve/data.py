@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from cnnray.config.data import DataSection
-from cnnray.errors import ConfigError, DataError, UserInputError
 from cnnray.classifier.card import ModelCard
+from cnnray.config.data import DataSection
+from cnnray.config.loader import load_config
+from cnnray.errors import ConfigError, DataError, UserInputError
 
 SPLITS = ("val", "train", "test")
 
@@ -28,8 +30,6 @@ class EvalData:
 
 def data_config_for(card: ModelCard, overrides: list[str]) -> DataSection:
     """The card's training data config with `data.*` overrides; image size and channels are the model's."""
-    from cnnray.config.loader import load_config
-
     base = card.training.get("data") or {}
     bad = [o for o in overrides if not o.startswith("data.")]
     if bad:
@@ -55,8 +55,6 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _yaml(v: Any) -> str:
-    import json
-
     return json.dumps(v)  # JSON is YAML: lists, strings and numbers parse back as themselves
 
 
@@ -76,6 +74,7 @@ def check_classes(card: ModelCard, data_names: tuple[str, ...], where: str) -> N
 
 def describe(data: DataSection) -> Any:
     """DatasetInfo of the evaluation data (DataError/ConfigError on bad input; nothing decoded yet)."""
+    # deferred (heavy import): pyarrow
     from cnnray.data import absolute_data_path, describe_dataset
 
     return describe_dataset(absolute_data_path(data))
@@ -83,6 +82,7 @@ def describe(data: DataSection) -> Any:
 
 def load_split(data: DataSection, split: str) -> EvalData:
     """Decode one split of the data at data.image_size/channels."""
+    # deferred (heavy import): pyarrow
     from cnnray.data import absolute_data_path, describe_dataset, load_arrays
 
     if split not in SPLITS:
@@ -100,6 +100,7 @@ def load_split(data: DataSection, split: str) -> EvalData:
 def _test_split(data: DataSection) -> tuple[torch.Tensor, torch.Tensor]:
     """root/test/<class>/* of an image folder, or the `test` shards of a Parquet directory."""
     if data.source == "imagefolder":
+        # deferred (heavy import): pyarrow
         from cnnray.data.folder import _split, scan_folder
         from cnnray.data.sources.imagefolder import decode_all
 
@@ -111,6 +112,7 @@ def _test_split(data: DataSection) -> tuple[torch.Tensor, torch.Tensor]:
         x = decode_all([p for p, _ in items], data.channels or 3, data.image_size)
         return x, torch.tensor([c for _, c in items], dtype=torch.int64)
     if data.source == "parquet":
+        # deferred (heavy import): pyarrow
         from cnnray.data.manifest import read_manifest, shard_paths
         from cnnray.data.sources.parquet import _split as parquet_split
 

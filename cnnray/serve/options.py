@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cnnray.config import load_config
 from cnnray.errors import ConfigError
+from cnnray.tracking.runs import resolve_tracking_uri
 
 ALLOWED = ("data.*", "tracking.uri", "tracking.experiment")
 
@@ -20,9 +22,6 @@ class CommandKeys:
 
 def split_keys(overrides: list[str]) -> CommandKeys:
     """Validate `data.*` / `tracking.*` overrides with the config schema; ConfigError naming a bad key."""
-    from cnnray.config import load_config
-    from cnnray.tracking.runs import resolve_tracking_uri
-
     data, tracking = [], []
     for o in overrides:
         key = o.split("=", 1)[0]

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from cnnray.config.data import DataSection
 from cnnray.classifier.classifier import ImageClassifier
+from cnnray.config.data import DataSection
+from cnnray.serve.batch import parquet_source, stream_predictions
 from cnnray.serve.data import load_split
 from cnnray.serve.evaluate import EvalResult, evaluate_arrays, result_from_rows
 
@@ -35,8 +36,6 @@ def evaluate_models(models: list[ImageClassifier], data: DataSection, split: str
 
 
 def _with_ray(models: list[ImageClassifier], data: DataSection, split: str) -> list[EvalResult]:
-    from cnnray.serve.batch import parquet_source, stream_predictions
-
     source = parquet_source(data.path or "", split)
     rows: dict[str, list[np.ndarray]] = {}
     for batch in stream_predictions(source, models):

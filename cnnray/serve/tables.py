@@ -40,6 +40,7 @@ def confusion_table(res: EvalResult, class_names: tuple[str, ...], max_classes: 
 
 def write_eval_files(out: Path, res: EvalResult, class_names: tuple[str, ...], summary: dict[str, Any]) -> list[Path]:
     """metrics.json, per_class.csv, confusion_matrix.csv and confusion_matrix.png under `out`."""
+    # deferred (heavy import): matplotlib
     from cnnray.tracking.plots import plot_confusion_matrix
 
     out.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ class EpochLogger:
     def client(self):
         """MlflowClient, created lazily (the logger is pickled into the Ray Train controller)."""
         if self._client is None:
+            # deferred (heavy import): mlflow
             from mlflow.tracking import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -64,6 +65,7 @@ class EpochLogger:
 
     def flush(self) -> list[int]:
         """Write every pending epoch to MLflow."""
+        # deferred (heavy import): mlflow
         from mlflow.entities import Metric
 
         written = []

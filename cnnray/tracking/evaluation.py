@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from cnnray.tracking.model_store import ResolvedVersion, client
+from cnnray.tracking.runs import TrackingContext, end_run, ensure_experiment, log_artifact_file, log_metrics
 
 
 def log_evaluation_run(tracking_uri: str, experiment: str, version: ResolvedVersion, metrics: dict[str, float],
                        params: dict[str, Any], files: list[Path]) -> str:
     """A FINISHED run `evaluate-NAME-vV` with metrics, params and files; the version gets its run id as a tag."""
-    from cnnray.tracking.runs import TrackingContext, end_run, ensure_experiment, log_artifact_file, log_metrics
-
     c = client(tracking_uri)
     exp_id = ensure_experiment(tracking_uri, experiment)
     label = f"{version.name}-v{version.version}" if version.name else (version.run_id or "model")
@@ -25,6 +24,7 @@ def log_evaluation_run(tracking_uri: str, experiment: str, version: ResolvedVers
     run = c.create_run(exp_id, run_name=run_name, tags=tags)
     ctx = TrackingContext(tracking_uri, exp_id, run.info.run_id)
     try:
+        # deferred (heavy import): mlflow
         from mlflow.entities import Param
 
         c.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])

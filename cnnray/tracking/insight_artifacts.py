@@ -9,6 +9,7 @@ FOLDER = "insight"
 
 def log_insight_artifacts(tracking_uri: str, run_id: str, files: list[Path], folder: str = FOLDER) -> list[str]:
     """Log `files` under `folder/` of run `run_id` (finished runs accept artifacts too); return their artifact paths."""
+    # deferred (heavy import): mlflow
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)

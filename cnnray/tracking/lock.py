@@ -44,6 +44,7 @@ def _missing_error(e: Exception) -> bool:
 
 
 def _read(c, lock_name: str) -> dict[str, str] | None:
+    # deferred (heavy import): mlflow
     from mlflow.exceptions import MlflowException
 
     try:
@@ -55,6 +56,7 @@ def _read(c, lock_name: str) -> dict[str, str] | None:
 
 
 def _try_create(c, name: str, tags: dict[str, str], description: str) -> bool:
+    # deferred (heavy import): mlflow
     from mlflow.exceptions import MlflowException
 
     try:
@@ -67,6 +69,7 @@ def _try_create(c, name: str, tags: dict[str, str], description: str) -> bool:
 
 
 def _delete(c, name: str) -> None:
+    # deferred (heavy import): mlflow
     from mlflow.exceptions import MlflowException
 
     try:

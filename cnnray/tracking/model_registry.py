@@ -13,14 +13,17 @@ import io
 import re
 import warnings
 from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from cnnray.classifier.card import CARD_FILE, FORMAT, WEIGHTS_FILE, ModelCard
-from cnnray.tracking.runs import TrackingContext, scratch_dir
+from cnnray.classifier.classifier import file_sha256
+from cnnray.tracking.runs import TrackingContext, _client, end_run, ensure_experiment, log_metrics, scratch_dir
 
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 FORMAT_KEY = "cnnray_format"  # MLmodel metadata key: how cnnray tells its versions from older ones
@@ -39,8 +42,6 @@ class RegisteredModel:
 
 def example_png(image_chw: np.ndarray) -> bytes:
     """A uint8 C,H,W image as PNG bytes (the input example and the serving test's payload)."""
-    from PIL import Image
-
     img = Image.fromarray(image_chw[0] if image_chw.shape[0] == 1 else image_chw.transpose(1, 2, 0))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -48,8 +49,6 @@ def example_png(image_chw: np.ndarray) -> bytes:
 
 
 def _requirements() -> list[str]:
-    from importlib import metadata
-
     out = []
     for pkg in ("torch", "numpy", "pillow", "pandas", "mlflow", "cnnray"):
         try:
@@ -60,6 +59,7 @@ def _requirements() -> list[str]:
 
 
 def _signature():
+    # deferred (heavy import): mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec
 
@@ -70,8 +70,6 @@ def _signature():
 
 def write_model_files(directory: Path, weights: dict[str, torch.Tensor], card: ModelCard) -> ModelCard:
     """weights.pt (plain tensors) and card.json (with the weights' sha256) into `directory`."""
-    from cnnray.classifier.classifier import file_sha256
-
     plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
     torch.save(plain, directory / WEIGHTS_FILE)
     card = replace(card, weights_sha256=file_sha256(directory / WEIGHTS_FILE))
@@ -84,6 +82,7 @@ def log_and_register(
     registered_name: str | None, alias: str | None, tags: dict[str, str], extra_files: dict[str, Path] | None = None,
 ) -> RegisteredModel:
     """Log the pyfunc (input example: `example`, a real uint8 C,H,W training image); register and alias it."""
+    # deferred (heavy import): mlflow, pandas
     import mlflow
     import pandas as pd
     from mlflow.tracking import MlflowClient
@@ -130,8 +129,6 @@ def register_weights(uri: str, experiment: str, run_name: str, weights: dict[str
                      tags: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
                      extra_files: dict[str, Path] | None = None) -> RegisteredModel:
     """Register weights trained elsewhere in a run of their own (tests, imports, re-registration)."""
-    from cnnray.tracking.runs import _client, end_run, ensure_experiment, log_metrics
-
     exp_id = ensure_experiment(uri, experiment)
     run = _client(uri).create_run(exp_id, run_name=run_name, tags={"mlflow.runName": run_name})
     ctx = TrackingContext(uri, exp_id, run.info.run_id)

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from cnnray.classifier.card import CARD_FILE, WEIGHTS_FILE, ModelCard
+from cnnray.classifier.classifier import ImageClassifier
 from cnnray.errors import InvalidCardError, UserInputError
-from cnnray.classifier.card import CARD_FILE, WEIGHTS_FILE
+from cnnray.tracking.model_registry import model_format
 from cnnray.tracking.uri import ModelRef, parse_model_uri
 
 LEGACY_HELP = ("it was registered by an earlier cnnray (MLflow pytorch flavor, without a model card) and is not "
@@ -43,6 +47,7 @@ class ResolvedVersion:
 
 def client(tracking_uri: str):
     """An MlflowClient for `tracking_uri`."""
+    # deferred (heavy import): mlflow
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
@@ -54,6 +59,7 @@ def _error_code(e: Exception) -> str:
 
 def registered_model(tracking_uri: str, name: str) -> Any:
     """The registered model `name`; UserInputError listing the registered names when it does not exist."""
+    # deferred (heavy import): mlflow
     from mlflow.exceptions import MlflowException
 
     c = client(tracking_uri)
@@ -72,6 +78,7 @@ LOCK_SUFFIX = ".cnnray-lock"
 
 def resolve(uri: str | ModelRef, tracking_uri: str) -> ResolvedVersion:
     """The version a URI points to now (alias resolved once); UserInputError for what does not exist."""
+    # deferred (heavy import): mlflow
     from mlflow.exceptions import MlflowException
 
     ref = parse_model_uri(uri) if isinstance(uri, str) else uri
@@ -103,8 +110,8 @@ def resolve(uri: str | ModelRef, tracking_uri: str) -> ResolvedVersion:
 
 def fetch(version: ResolvedVersion, tracking_uri: str, dst: str | Path | None = None) -> Path:
     """Download the version's card.json and weights.pt into a directory (refusing legacy versions)."""
+    # deferred (heavy import): mlflow
     import mlflow
-    import yaml
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the command prints its own lines
     mlflow.set_tracking_uri(tracking_uri)
@@ -114,7 +121,6 @@ def fetch(version: ResolvedVersion, tracking_uri: str, dst: str | Path | None = 
     if not mlmodel.is_file():
         raise UserInputError(f"{version.label}: no MLflow model at {version.download_uri}")
     meta = yaml.safe_load(mlmodel.read_text()) or {}
-    from cnnray.tracking.model_registry import model_format
 
     if model_format(meta) is None:
         raise UserInputError(f"{version.label}: {LEGACY_HELP}")
@@ -127,9 +133,9 @@ def fetch(version: ResolvedVersion, tracking_uri: str, dst: str | Path | None = 
 
 def load_card(version: ResolvedVersion, tracking_uri: str) -> Any:
     """The version's ModelCard alone (no weights download); UserInputError for a version without one."""
+    # deferred (heavy import): mlflow
     import mlflow
 
-    from cnnray.classifier.card import ModelCard
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
@@ -144,8 +150,6 @@ def load_card(version: ResolvedVersion, tracking_uri: str) -> Any:
 
 def load_version(uri: str | ModelRef, tracking_uri: str, **classifier_kw: Any) -> tuple[Any, ResolvedVersion]:
     """(ImageClassifier, ResolvedVersion) for a model URI."""
-    from cnnray.classifier.classifier import ImageClassifier
-
     version = resolve(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="cnnray-model-") as tmp:
         try:
@@ -157,6 +161,7 @@ def load_version(uri: str | ModelRef, tracking_uri: str, **classifier_kw: Any) -
 
 def load_pyfunc(uri: str, tracking_uri: str) -> Any:
     """The version as MLflow serves it (`mlflow.pyfunc.load_model`), for benchmarks and checks."""
+    # deferred (heavy import): mlflow
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)

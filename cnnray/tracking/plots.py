@@ -8,13 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np
 
 
 def plot_confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str | Path,
                           title: str = "confusion matrix (colour: share of the true class; numbers: counts)") -> Path:
     """Row-normalized confusion matrix with counts, saved as PNG."""
-    import numpy as np
-
     cm = np.asarray(matrix, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(class_names)

@@ -9,6 +9,7 @@ from typing import Any
 
 from cnnray.tracking.lock import registry_lock
 from cnnray.tracking.model_store import client, registered_model
+from cnnray.tracking.runs import TrackingContext, end_run, ensure_experiment, log_metrics, log_text
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous-champion", "challenger"
 SEQ_TAG = "cnnray.decision_seq"  # registered-model tag: decisions applied so far (incremented under the lock)
@@ -130,8 +131,6 @@ def apply_rollback(tracking_uri: str, name: str, record: dict[str, Any]) -> dict
 def log_decision_run(tracking_uri: str, experiment: str, name: str, record: dict[str, Any],
                      metrics: dict[str, float] | None = None) -> str:
     """A FINISHED run holding the decision as `promotion_decision.json` (and its metrics); returns its id."""
-    from cnnray.tracking.runs import TrackingContext, ensure_experiment, end_run, log_metrics, log_text
-
     c = client(tracking_uri)
     exp_id = ensure_experiment(tracking_uri, experiment)
     run_name = f"{record['action']}-{name}-v{record.get('candidate_version')}"

@@ -22,6 +22,7 @@ class CnnrayImageClassifier(PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Rebuild the network from the card and the weights (sha256-checked)."""
+        # deferred (heavy import): torch, PIL
         from cnnray.classifier.card import ModelCard
         from cnnray.classifier.classifier import ImageClassifier, file_sha256, load_weights
 
@@ -34,6 +35,7 @@ class CnnrayImageClassifier(PythonModel):
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would enforce them
         """Images -> one row per image with the class, its probability and the top-k."""
+        # deferred (heavy import): pandas
         import pandas as pd
 
         params = params or {}
@@ -42,6 +44,7 @@ class CnnrayImageClassifier(PythonModel):
 
 
 def _cuda() -> bool:
+    # deferred (heavy import): torch
     import torch
 
     return torch.cuda.is_available()

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cnnray.config import config_hash, load_config
 from cnnray.errors import DataError
+from cnnray.tracking.lineage import lineage_tags
 
 # The checkpoint files cnnray.run.ray_worker writes (named here to keep Ray out of this import).
 BEST_FILE, META_FILE, CONFIG_FILE = "best_model.pt", "meta.json", "config.yaml"
@@ -19,11 +21,10 @@ def register_checkpoint(checkpoint_dir: str, tracking_uri: str, experiment: str,
 
     `make_card(cfg, info, lineage=..., training=...)` builds the ModelCard (`cnnray.serve.card_for_training`).
     """
-    from cnnray.config import config_hash, load_config
-    from cnnray.data import absolute_data_path, describe_dataset
+    # deferred (heavy import): torch, pyarrow, PIL
     from cnnray.classifier.classifier import load_weights
+    from cnnray.data import absolute_data_path, describe_dataset
     from cnnray.data.example import example_image
-    from cnnray.tracking.lineage import lineage_tags
     from cnnray.tracking.model_registry import register_weights
 
     d = Path(checkpoint_dir)

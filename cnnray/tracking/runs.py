@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 
 def _client(uri: str):
+    # deferred (heavy import): mlflow
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -100,6 +102,7 @@ def start_run(
 
 def log_config_params(ctx: TrackingContext, cfg: Config) -> None:
     """Flattened config as params; the full YAML as an artifact (long values live only there)."""
+    # deferred (heavy import): mlflow
     from mlflow.entities import Param
 
     client = _client(ctx.uri)
@@ -133,8 +136,8 @@ def set_tags(ctx: TrackingContext, tags: dict[str, Any]) -> None:
 
 def log_metrics(ctx: TrackingContext, metrics: dict[str, float], step: int | None = None) -> None:
     """Log scalar metrics in one batch."""
+    # deferred (heavy import): mlflow
     from mlflow.entities import Metric
-    import time
 
     ts = int(time.time() * 1000)
     batch = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]

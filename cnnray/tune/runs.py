@@ -19,12 +19,21 @@ from typing import Any
 from ray.tune import Callback
 
 from cnnray import tracking
+from cnnray.classifier.card import card_for_training
 from cnnray.config import Config, config_hash, to_yaml
+from cnnray.run.outcome import load_best
 from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_metrics, log_text, metric_history, set_tags
-from cnnray.tune.trial_tables import (plot_best_so_far, plot_metric_vs_params, plot_top_trials, ranked, trial_rows,
-                                trials_csv, trials_table)
 from cnnray.tune.results import MLFLOW_STATUS, TrialOutcome, own_run_id, trial_status
 from cnnray.tune.space import SearchSpace
+from cnnray.tune.trial_tables import (
+    plot_best_so_far,
+    plot_metric_vs_params,
+    plot_top_trials,
+    ranked,
+    trial_rows,
+    trials_csv,
+    trials_table,
+)
 
 
 def child_run_name(tune_name: str, trial_id: str) -> str:
@@ -104,9 +113,8 @@ def log_search_summary(ctx: TrackingContext, outcomes: list[TrialOutcome], space
 def register_best(children: ChildRuns, best: TrialOutcome, best_cfg: Config, prep: Any, tune_name: str,
                   parent_run_id: str) -> dict[str, Any]:
     """Log the best trial's best weights in its child run and register them (alias from registry.alias)."""
-    from cnnray.classifier.card import card_for_training
+    # deferred (heavy import): matplotlib
     from cnnray.run.finish import finish_training_run
-    from cnnray.run.outcome import load_best
 
     assert best.run_id and best.checkpoint_path
     weights, meta = load_best(best.checkpoint_path)

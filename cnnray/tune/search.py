@@ -9,8 +9,12 @@ from typing import Any
 from ray import tune
 from ray.tune import PlacementGroupFactory
 from ray.tune import TuneConfig as RayTuneConfig
+from ray.tune import schedulers as s
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.search import Searcher
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.hyperopt import HyperOptSearch
+from ray.tune.search.optuna import OptunaSearch
 
 from cnnray.config import TuneSection
 from cnnray.tune.plan import SearchIdentity, pbt_mutable
@@ -81,21 +85,14 @@ class OptunaDefineByRun:
 def build_search(t: TuneSection, space: SearchSpace) -> tuple[Any, dict[str, Any], int]:
     """The searcher (None: Tune's variant generator), the Tuner's param_space and its num_samples."""
     if t.search == "grid":
-        from ray.tune.search.basic_variant import BasicVariantGenerator
-
         # Each distinct point once: num_samples would repeat the whole grid.
         return (BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials),
                 grid_param_space(space), 1)
     if t.search == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
         return OptunaSearch(space=OptunaDefineByRun(space), metric=t.metric, mode=t.mode, seed=t.seed), {}, t.num_samples
     if t.search == "hyperopt":
-        from ray.tune.search.hyperopt import HyperOptSearch
-
         return (HyperOptSearch(metric=t.metric, mode=t.mode, random_state_seed=t.seed), param_space(space),
                 t.num_samples)
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     # Tune's max_concurrent_trials only limits Searchers; the variant generator takes its own limit.
     return (BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials),
@@ -109,8 +106,6 @@ TIME_ATTR = "epochs_done"  # reported by the trial function; restored trials con
 
 def build_trial_scheduler(t: TuneSection, space: SearchSpace) -> Any:
     """ASHA (default), HyperBand, median stopping, PBT or FIFO, with the search's budget."""
-    from ray.tune import schedulers as s
-
     if t.scheduler == "asha":
         return s.ASHAScheduler(time_attr=TIME_ATTR, max_t=t.max_epochs, grace_period=t.grace_period,
                                reduction_factor=t.reduction_factor)

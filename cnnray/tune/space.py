@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cnnray.config import Config, set_dotted
-from cnnray.config.loader import configs_dir
+from cnnray.config.loader import configs_dir, resolve_named_file
 from cnnray.errors import ConfigError
 
 KINDS = ("choice", "uniform", "loguniform", "int")
@@ -83,8 +83,6 @@ def space_names() -> list[str]:
 
 def resolve_space_path(ref: str) -> Path:
     """A space file path from a built-in name or a path to a user file."""
-    from cnnray.config.loader import resolve_named_file
-
     return resolve_named_file(ref, spaces_dir(), "search space")
 
 

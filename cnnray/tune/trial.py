@@ -44,11 +44,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import ray
 import ray.tune
+import torch
 from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
-from cnnray.ray_compat import add_trainable_mixin, controller_callback_base
+from cnnray.data import load_arrays
+from cnnray.ray_compat import abort_train_controller, add_trainable_mixin, controller_callback_base, require_written_for
 from cnnray.run.loop_config import LoopConfig
 from cnnray.run.plan import PreparedRun
 from cnnray.run.rank_loop import run_loop
@@ -120,8 +123,6 @@ class ShareController(controller_callback_base()):
         self.queue = queue
 
     def after_controller_start(self, train_run_context) -> None:
-        import ray
-
         self.queue.put({"controller": ray.get_runtime_context().current_actor})
 
 
@@ -142,8 +143,6 @@ def forget_controller() -> None:
 
 def abort_train_run(timeout_s: float = 60.0) -> None:
     """Abort the remembered Train run, if any (a finished run ignores it)."""
-    from cnnray.ray_compat import abort_train_controller, require_written_for
-
     handle = _ACTIVE.pop("controller", None)
     if handle is None:
         return
@@ -280,7 +279,6 @@ def share_data(cfg: Any, space: SearchSpace) -> Any:
     differs: a searched data key other than augmentation)."""
     if any(k.startswith("data.") and not k.startswith("data.augment.") for k in space.params):
         return None
-    from cnnray.data import load_arrays
 
     return ray.put(tuple(t.numpy() for t in load_arrays(cfg.data)))
 
@@ -288,7 +286,6 @@ def share_data(cfg: Any, space: SearchSpace) -> Any:
 def _arrays_for(cfg: Any, shared: Any) -> tuple:
     if shared is not None:
         return arrays_from_store(ray.get(shared))
-    from cnnray.data import load_arrays
 
     key = json.dumps(cfg.data.model_dump(mode="json", exclude={"augment"}), sort_keys=True)
     if key not in _ARRAYS:
@@ -334,8 +331,6 @@ class ActorTrialSession:
 
 
 def _actor_device(gpus: float) -> Any:
-    import torch
-
     if gpus > 0 and torch.cuda.is_available():
         return torch.device("cuda", 0)  # Ray set CUDA_VISIBLE_DEVICES to this trial's GPU
     return torch.device("cpu")

@@ -51,6 +51,7 @@ def trial_rows(outcomes: list[TrialOutcome], keys: list[str], metric: str) -> li
 
 def _frame(rows: list[dict[str, Any]], missing: str):
     """The rows as a DataFrame of formatted strings, columns in first-seen order, `missing` for None/absent."""
+    # deferred (heavy import): pandas
     import pandas as pd
 
     fields = list(dict.fromkeys(k for r in rows for k in r))
@@ -76,6 +77,7 @@ def trials_table(rows: list[dict[str, Any]], top: int | None = None) -> str:
 
 def _aligned(rows: list[dict[str, Any]]) -> str:
     """The rows as header, dashed rule and one line each, columns aligned."""
+    # deferred (heavy import): rich
     from rich.box import Box
     from rich.console import Console
     from rich.table import Table
@@ -122,9 +124,11 @@ def format_tune_summary(r: dict[str, Any]) -> str:
 
 
 def _pyplot():
+    # deferred (heavy import): matplotlib
     import matplotlib
 
     matplotlib.use("Agg")  # headless
+    # deferred (heavy import): matplotlib
     import matplotlib.pyplot as plt
 
     return plt
@@ -164,6 +168,7 @@ def _label(value: Any) -> str:
 
 def _x_axis(ax: Any, p: Any) -> Callable[[Any], float]:
     """Set up a panel's x axis for a searched key; returns where a sampled value goes on it."""
+    # deferred (heavy import): matplotlib
     from matplotlib.ticker import NullFormatter
 
     if p.kind == "choice":
@@ -187,6 +192,7 @@ TOP_STYLE = {"s": 28, "color": "tab:orange", "edgecolors": "black", "linewidths"
 def plot_metric_vs_params(outcomes: list[TrialOutcome], space: SearchSpace, metric: str, path: str | Path, *,
                           mode: str = "max", top: int = 20) -> Path:
     """One panel per searched key: each trial's best metric at its value, the `top` best highlighted."""
+    # deferred (heavy import): matplotlib
     from matplotlib.lines import Line2D
 
     plt = _pyplot()

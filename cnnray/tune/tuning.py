@@ -11,10 +11,29 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from cnnray import tracking
+from cnnray.cluster.local_ray import unwatch_mlflow_run
+from cnnray.cluster.ray_session import GracefulStop, ensure_ray
 from cnnray.config import Config
 from cnnray.errors import ConfigError
-from cnnray.tune.plan import (SearchIdentity, check_settings, load_search_state, load_trial_statuses, save_search_state,
-                                 save_trial_statuses, search_identity, trial_base_config, trial_runner)
+from cnnray.models.from_config import build_model
+from cnnray.run.claim import RunClaim
+from cnnray.run.mlflow_run import open_watched_run
+from cnnray.run.plan import prepare_run
+from cnnray.run.test_hooks import read_test_hooks
+from cnnray.tune.plan import (
+    SearchIdentity,
+    check_settings,
+    check_trial_fits,
+    load_search_state,
+    load_trial_statuses,
+    save_search_state,
+    save_trial_statuses,
+    search_identity,
+    trial_base_config,
+    trial_runner,
+)
+from cnnray.tune.results import best_outcome, collect_outcomes, search_result, search_status
 from cnnray.tune.space import SearchSpace, check_space, load_space, trial_config
 
 
@@ -38,8 +57,6 @@ def resolve_search(cfg: Config, space_ref: str | None = None) -> tuple[Config, S
 
 def _check_model_edges(space: SearchSpace, prep: Any) -> None:
     """Build the model at every edge of each searched model.* key: unknown layer names fail here, not in a trial."""
-    from cnnray.models.from_config import build_model
-
     for p in space.params.values():
         if not p.key.startswith("model."):
             continue
@@ -57,8 +74,6 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     """Run (or resume) a search; returns the result object. ConfigError before any trial on bad input."""
     t0 = time.time()
     cfg, space, ident = resolve_search(cfg, space_ref)
-    from cnnray.run.claim import RunClaim
-    from cnnray.run.plan import prepare_run
 
     base = trial_base_config(cfg)
     check_cfg = base.model_copy(update={"run": base.run.model_copy(update={"name": ident.name}),
@@ -76,24 +91,27 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
 
 def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Config, prep: Any, runner: str,
                 t0: float, *, verbose: bool, on_line: Callable[[str], None]) -> dict[str, Any]:
-    from cnnray import tracking
-    from cnnray.cluster.local_ray import unwatch_mlflow_run
-    from cnnray.run.mlflow_run import open_watched_run
-    from cnnray.cluster.ray_session import GracefulStop, ensure_ray
-    from cnnray.tune.results import best_outcome, collect_outcomes, search_result, search_status
-    from cnnray.tune.runs import (ChildRuns, TrialLifecycle, close_children, log_search_summary, register_best,
-                                  trial_overhead)
+    # deferred (heavy import): ray
+    from cnnray.tune.runs import (
+        ChildRuns,
+        TrialLifecycle,
+        close_children,
+        log_search_summary,
+        register_best,
+        trial_overhead,
+    )
+
+    # deferred (heavy import): ray, matplotlib
     from cnnray.tune.search import build_tuner, make_trainable
-    from cnnray.run.test_hooks import read_test_hooks
     from cnnray.tune.trial import TrialSetup, share_data
 
     t = cfg.tune
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables on the console
     if ensure_ray(cfg.run.address, verbose):  # started here: this machine's cluster cannot grow
+        # deferred (heavy import): ray
         import ray
 
-        from cnnray.tune.plan import check_trial_fits
 
         check_trial_fits(cfg, ray.cluster_resources())
     random.seed(t.seed)  # PBT's explore/exploit draws
@@ -171,8 +189,6 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
 
 def _saved_outcomes(tuner: Any, space: SearchSpace, metric: str, mode: str, statuses: dict[str, str]) -> list:
     """Trial outcomes from the experiment state on storage, when fit() did not return them."""
-    from cnnray.tune.results import collect_outcomes
-
     try:
         return collect_outcomes(tuner.get_results(), space, metric, mode, statuses) if tuner is not None else []
     except Exception:  # noqa: BLE001 - nothing saved yet

@@ -5,6 +5,7 @@ this process; prune fine-tunes and distill trains through an ordinary cnnray tra
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from cnnray.classifier.card import ModelCard
+from cnnray.compress.export import check_parity, export_onnx, run_onnx
+from cnnray.compress.methods import apply_method
+from cnnray.compress.onnx_int8 import quantize_onnx
+from cnnray.compress.prune import prune_channels
+from cnnray.compress.quantize import compiled, int8_size, quantize_pt2e
+from cnnray.compress.unstructured import prune_unstructured
+from cnnray.models.from_config import model_kwargs
+from cnnray.serve.data import load_split
 
 
 @dataclass
@@ -69,8 +78,6 @@ def make_candidate(method: str, clf: Any, label: str, data: Any, keys: Any, exam
                    opts: CompressOptions, on_line: Callable[[str], None]) -> Candidate:
     """Run `method` on the loaded source (`clf`, an ImageClassifier) and return its candidate."""
     if method in ("fuse", "export"):
-        from cnnray.compress.methods import apply_method
-
         c = apply_method(method, clf.model, example, work_dir)
         return Candidate(compressed_card(clf.card, c.compression, label), _state(c.model), c.files, c.checks)
     if method == "quantize":
@@ -83,8 +90,6 @@ def make_candidate(method: str, clf: Any, label: str, data: Any, keys: Any, exam
 
 
 def _calibration(clf: Any, data: Any, n: int) -> Tensor:
-    from cnnray.serve.data import load_split
-
     split = load_split(data, "train")
     if split.x.shape[0] == 0:
         raise ValueError("quantize: the training split is empty: nothing to calibrate on")
@@ -96,8 +101,7 @@ def _calibration(clf: Any, data: Any, n: int) -> Tensor:
 def _qat(clf: Any, label: str, data: Any, keys: Any, opts: CompressOptions,
          on_line: Callable[[str], None]) -> tuple[nn.Module, dict[str, Any]]:
     """The source fine-tuned under fake quantization (a training run); returns its fp32 network and figures."""
-    import copy
-
+    # deferred (heavy import): pyarrow
     from cnnray.compress.job.runs import run_compress_training
 
     cfg = _training_cfg("quantize", clf, label, data, keys, opts)
@@ -113,8 +117,6 @@ def _qat(clf: Any, label: str, data: Any, keys: Any, opts: CompressOptions,
 
 def _quantize(clf: Any, label: str, data: Any, keys: Any, example: Tensor, work_dir: Path, opts: CompressOptions,
               on_line: Callable[[str], None]) -> Candidate:
-    from cnnray.compress.quantize import compiled, int8_size, quantize_pt2e
-
     model, trained = _qat(clf, label, data, keys, opts, on_line) if opts.qat else (clf.model, {})
     calib = _calibration(clf, data, opts.calibration)
     q = quantize_pt2e(model, calib)
@@ -126,9 +128,6 @@ def _quantize(clf: Any, label: str, data: Any, keys: Any, example: Tensor, work_
     files: dict[str, Path] = {}
     checks: dict[str, Any] = {}
     if opts.onnx_int8:
-        from cnnray.compress.export import check_parity, export_onnx, run_onnx
-        from cnnray.compress.onnx_int8 import quantize_onnx
-
         fp32 = export_onnx(model, example[:1], work_dir / "model_fp32.onnx")
         files["onnx_int8"] = quantize_onnx(fp32, calib.numpy(), work_dir / "model.int8.onnx")
         with torch.no_grad():
@@ -149,8 +148,6 @@ def _trained(card: ModelCard, result: dict[str, Any]) -> ModelCard:
 
 @torch.no_grad()
 def _val_accuracy(model: nn.Module, clf: Any, data: Any) -> float:
-    from cnnray.serve.data import load_split
-
     split = load_split(data, "val")
     model.eval()
     right = sum(int((model(clf.transform(split.x[i:i + 256])).argmax(1) == split.y[i:i + 256]).sum())
@@ -159,6 +156,7 @@ def _val_accuracy(model: nn.Module, clf: Any, data: Any) -> float:
 
 
 def _training_cfg(method: str, clf: Any, label: str, data: Any, keys: Any, opts: CompressOptions) -> Any:
+    # deferred (heavy import): pyarrow
     from cnnray.compress.job.runs import training_config
 
     return training_config(method, clf.card, data, keys.tracking_uri, keys.experiment, label, opts.training)
@@ -166,7 +164,7 @@ def _training_cfg(method: str, clf: Any, label: str, data: Any, keys: Any, opts:
 
 def _prune(clf: Any, label: str, data: Any, keys: Any, opts: CompressOptions,
            on_line: Callable[[str], None]) -> Candidate:
-    from cnnray.compress.prune import prune_channels
+    # deferred (heavy import): pyarrow
     from cnnray.compress.job.runs import run_compress_training
 
     cfg = _training_cfg("prune", clf, label, data, keys, opts)  # checked before the pruning work
@@ -185,8 +183,6 @@ def _prune(clf: Any, label: str, data: Any, keys: Any, opts: CompressOptions,
 
 
 def _prune_unstructured(clf: Any, label: str, opts: CompressOptions) -> Candidate:
-    from cnnray.compress.unstructured import prune_unstructured
-
     model, frac = prune_unstructured(clf.model, opts.amount)
     step = {"method": "prune", "unstructured": True, "amount": opts.amount, "sparsity": frac}
     return Candidate(compressed_card(clf.card, step, label), _state(model),
@@ -195,7 +191,7 @@ def _prune_unstructured(clf: Any, label: str, opts: CompressOptions) -> Candidat
 
 def _distill(clf: Any, label: str, data: Any, keys: Any, opts: CompressOptions,
              on_line: Callable[[str], None]) -> Candidate:
-    from cnnray.models.from_config import model_kwargs
+    # deferred (heavy import): pyarrow
     from cnnray.compress.job.runs import run_compress_training
 
     if opts.temperature <= 0 or not 0 <= opts.alpha <= 1:

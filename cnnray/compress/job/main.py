@@ -9,7 +9,15 @@ from typing import Any
 
 import torch
 
+from cnnray.classifier.classifier import ImageClassifier
+from cnnray.compress.checks import judge_candidate
+from cnnray.compress.export import run_onnx
+from cnnray.compress.job.candidates import CompressOptions, make_candidate
+from cnnray.compress.measure import file_size_mb, flops, measure_latency, model_size
+from cnnray.errors import UserInputError
+from cnnray.serve.data import check_classes, data_config_for, describe, load_split
 from cnnray.tracking.compression import register_compressed
+from cnnray.tracking.model_store import load_version
 
 
 def _ms(seconds: float) -> float:
@@ -21,19 +29,12 @@ def compress_version(ref: Any, keys: Any, method: str, work_dir: Path, *, max_ac
                      on_line: Any = print) -> dict[str, Any]:
     """Load the version, run the method, gate it on the source's evaluation images, measure both, register
     the candidate if it passed. Returns the result object (`registered` False: refused, nothing written)."""
-    from cnnray.compress.checks import judge_candidate
-    from cnnray.compress.measure import file_size_mb, flops, measure_latency, model_size
-    from cnnray.classifier.classifier import ImageClassifier
+    # deferred (heavy import): pyarrow
     from cnnray.data.example import example_image
-    from cnnray.serve.data import check_classes, data_config_for, describe, load_split
-    from cnnray.compress.job.candidates import CompressOptions, make_candidate
-    from cnnray.tracking.model_store import load_version
 
     opts = opts or CompressOptions()
     clf, version = load_version(ref, keys.tracking_uri, channels_last=False)
     if any(s.get("method") == "quantize" for s in clf.card.compression.get("steps", [])):
-        from cnnray.errors import UserInputError
-
         raise UserInputError(f"--model {version.label} is int8-quantized: compress its fp32 source instead")
     data = data_config_for(clf.card, keys.data)
     info = describe(data)
@@ -44,7 +45,6 @@ def compress_version(ref: Any, keys: Any, method: str, work_dir: Path, *, max_ac
     try:
         cand = make_candidate(method, clf, version.label, data, keys, example, work_dir, opts, on_line)
     except ValueError as e:  # the methods' input checks (e.g. nothing to prune, a norm without gamma)
-        from cnnray.errors import UserInputError
 
         raise UserInputError(f"--method {method} on {version.label}: {e}") from None
     candidate = ImageClassifier(cand.card, cand.weights, channels_last=False)  # rebuilt from card + weights, as served
@@ -96,8 +96,6 @@ def compress_version(ref: Any, keys: Any, method: str, work_dir: Path, *, max_ac
 
 
 def _gate_file(gate: Any, what: str, cand: Any, clf: Any, split: Any, max_acc_drop: float) -> None:
-    from cnnray.compress.export import run_onnx
-
     path = cand.files["onnx_int8"]
     logits = torch.cat([torch.as_tensor(run_onnx(path, clf.transform(split.x[i:i + 256]))) for i in range(0, split.x.shape[0], 256)])
     acc = float((logits.argmax(1) == split.y.long()).double().mean())

@@ -15,9 +15,13 @@ from typing import Any
 import torch
 
 from cnnray.config import Config, load_config
+from cnnray.config.loader import parse_value
 from cnnray.errors import ConfigError
 from cnnray.run.init_state import pack_state
 from cnnray.run.loop_config import InitState
+from cnnray.run.outcome import load_best
+from cnnray.run.plan import prepare_run
+from cnnray.run.training import run_training
 
 TRAINING_PREFIXES = ("train.", "optim.", "schedule.", "scaling.", "run.")  # prune and distill
 STUDENT_PREFIX = "model."  # distill only: the student's architecture and options
@@ -58,8 +62,6 @@ def training_config(method: str, card: Any, data: Any, tracking_uri: str, experi
     """The run's config: the source's architecture (for distill, the student: half the teacher's width,
     a quarter of its parameters, unless model.* keys say otherwise) and data, the method's defaults, then
     the user's keys. Registration is off: compress registers after its gate."""
-    from cnnray.config.loader import parse_value
-
     # Time and pid: two commands started in the same second on the same version get runs of their own.
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     name = f"compress-{method}-{label.replace('models:/', '').replace('/', '-').replace('@', '-')}-{stamp}"
@@ -92,10 +94,6 @@ def run_compress_training(cfg: Config, *, structure: dict[str, Any] | None = Non
                           init_weights: dict[str, torch.Tensor] | None = None, teacher: dict[str, Any] | None = None,
                           qat: dict[str, Any] | None = None, on_line: Callable[[str], None] = print) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train; returns (best weights, the training result object). CompressTrainingFailed if it did not finish."""
-    from cnnray.run.plan import prepare_run
-    from cnnray.run.outcome import load_best
-    from cnnray.run.training import run_training
-
     prep = prepare_run(cfg)
     prep.init = InitState(
         weights=pack_state(init_weights) if init_weights is not None else None,
