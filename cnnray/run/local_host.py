@@ -317,6 +317,27 @@ def _describe(pool: RankPool, rank: int, code: int | None) -> tuple[str, str]:
     return line, f"{line}\n  rank {rank}'s log ({pool.run_dir / RANK_LOG.format(rank=rank)}), last lines:\n{tail}"
 
 
+def _judge_failure(e: Exception, pool: RankPool, session: LocalSession,
+                   previous: RankFailure | None) -> tuple[str, str, bool, RankFailure | None]:
+    """(one line, the line with the failed rank's log tail, whether a restart cannot help, this rank failure)."""
+    detail = full = f"{type(e).__name__}: {e}"
+    fatal = is_fatal(e)
+    failed = _failed_rank(pool)
+    if failed is None:
+        return detail, full, fatal, previous
+    rank, code = failed
+    detail, full = _describe(pool, rank, code)
+    now = RankFailure(rank, code, int(getattr(session.engine, "global_step", -1)))
+    if code == FATAL_EXIT:
+        fatal = True
+    elif repeated_kill(previous, now):
+        fatal = True
+        detail = (f"local worker rank {rank} was killed by SIGKILL twice at step {now.step} (likely the "
+                  "out-of-memory killer: lower train.batch_size or scaling.num_workers); a restart would repeat it")
+        full = detail + full[full.index("\n"):]
+    return detail, full, fatal, now
+
+
 def run_local(cfg: Config, lc: LoopConfig, run_dir: str, *, start_from: str | None,
               on_report: Callable[[dict[str, Any], bool], None], on_line: Callable[[str], None],
               on_first_step: Callable[[], None] | None = None,
@@ -366,22 +387,7 @@ def run_local(cfg: Config, lc: LoopConfig, run_dir: str, *, start_from: str | No
         except (KeyboardInterrupt, SystemExit, StopRun):
             raise
         except Exception as e:  # noqa: BLE001 - a rank's failure: retried from the latest checkpoint
-            detail = full = f"{type(e).__name__}: {e}"
-            fatal = is_fatal(e)
-            failed = _failed_rank(pool)
-            if failed is not None:
-                rank, code = failed
-                detail, full = _describe(pool, rank, code)
-                now = RankFailure(rank, code, int(getattr(session.engine, "global_step", -1)))
-                if code == FATAL_EXIT:
-                    fatal = True
-                elif repeated_kill(previous, now):
-                    fatal = True
-                    detail = (f"local worker rank {rank} was killed by SIGKILL twice at step {now.step} (likely the "
-                              "out-of-memory killer: lower train.batch_size or scaling.num_workers); a restart "
-                              "would repeat it")
-                    full = detail + full[full.index("\n"):]
-                previous = now
+            detail, full, fatal, previous = _judge_failure(e, pool, session, previous)
             failures.append(full)
             if fatal or (limit != -1 and restarts >= limit):
                 raise RunFailed(detail, failures) from e

@@ -164,18 +164,9 @@ def _loaders(cfg: Config, info: DatasetInfo, loader_kind: str, session: LoopSess
     return train, val, max(1, info.num_train // (bs * world))
 
 
-def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = None, start: Any | None = None) -> None:
-    """Train as `lc` says: rank 0 writes checkpoints, every rank reports each epoch. `arrays`: the data set
-    already in memory (train_x, train_y, val_x, val_y), so that a host running many trials loads it once;
-    `start`: the checkpoint (an object with `as_directory()`) the host opened from `lc.init_checkpoint`."""
-    started = time.time()
-    cfg, info = lc.cfg, lc.info
-    rank, world, device = session.rank, session.world, session.device
-    if lc.threads:
-        torch.set_num_threads(int(lc.threads))
-    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
-    train_loader, val_loader, steps_per_epoch = _loaders(cfg, info, lc.loader_kind, session, arrays)
-    data_ready = time.time()
+def _build_engine(lc: LoopConfig, session: LoopSession, steps_per_epoch: int) -> Engine:
+    """The model as the plan says (reshaped, initial weights, QAT), wrapped for DDP, with its teacher if any."""
+    cfg, info, world, device = lc.cfg, lc.info, session.world, session.device
     aug = cfg.data.augment
     mix = MixupCutmix(aug.mixup_alpha, aug.cutmix_alpha, aug.mix_prob, info.num_classes,
                       label_smoothing=cfg.train.label_smoothing)
@@ -186,44 +177,77 @@ def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = Non
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(m, device_ids=ids)
 
-    hooks: dict[str, Any] = lc.test_hooks
     model = initial_model(build_model(cfg, info.num_classes, info.channels), lc.init)
-    engine = Engine(model, cfg, steps_per_epoch=steps_per_epoch,
-                    num_classes=info.num_classes, device=device, wrap=wrap, mixup=mix if mix.active else None,
-                    nan_at_step=hooks.get(NAN_AT_STEP))
+    engine = Engine(model, cfg, steps_per_epoch=steps_per_epoch, num_classes=info.num_classes, device=device,
+                    wrap=wrap, mixup=mix if mix.active else None, nan_at_step=lc.test_hooks.get(NAN_AT_STEP))
     engine.on_first_step = getattr(session, "on_first_step", None)
     if hasattr(session, "engine"):  # a local host reads the step a rank failed at (see failures.py)
         session.engine = engine
     teacher = teacher_model(lc.init, device)
     if teacher is not None:
         engine.teacher, engine.distill_temperature, engine.distill_alpha = teacher
-    model_ready = time.time()
-    best: dict[str, Any] | None = None
-    meta: dict[str, Any] = {}
-    checkpoint = session.resume_checkpoint()
-    from_init = checkpoint is None and start is not None
-    if from_init:
-        # A checkpoint to start from (Tune's: a PBT exploit, a restarted trial): its state, this run's config.
-        checkpoint = start
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            best, meta = _load_checkpoint(Path(d), engine, device)
-        if from_init:
-            _apply_optim_config(engine.optimizer, cfg)
+    return engine
 
-    marker = Path(lc.run_dir) / ".fail_marker"
-    fail_rank = min(1, world - 1)
-    startup_sent = False
-    epochs = cfg.train.epochs
+
+def _restore(engine: Engine, session: LoopSession, start: Any | None, cfg: Config) -> tuple[dict | None, dict]:
+    """(best weights, meta) of the checkpoint this rank continues from: the run's own latest (Ray Train's
+    resume), else `start` (train.resume_from, a Tune restore: its state, this run's config); none: (None, {})."""
+    checkpoint = session.resume_checkpoint()
+    from_start = checkpoint is None and start is not None
+    checkpoint = start if from_start else checkpoint
+    if checkpoint is None:
+        return None, {}
+    with checkpoint.as_directory() as d:
+        best, meta = _load_checkpoint(Path(d), engine, session.device)
+    if from_start:
+        _apply_optim_config(engine.optimizer, cfg)
+    return best, meta
+
+
+def _epoch_batches(lc: LoopConfig, engine: Engine, loader: Any, epoch: int, rank: int, world: int) -> Iterable:
+    """This epoch's batches, with cnnray's own fault injection wrapped around them when a test asks for it."""
+    hooks, marker = lc.test_hooks, Path(lc.run_dir) / ".fail_marker"
+    batches: Iterable = loader
+    if hooks.get(FAIL_AT_EPOCH) == epoch and rank == min(1, world - 1):
+        batches = _fail_once(loader, marker, rank)
+    if hooks.get(FAULT_AT_STEP) and rank == 1:
+        batches = _fault_at_step(batches, engine, str(hooks[FAULT_AT_STEP]), marker.with_name(".abort_marker"))
+    return batches
+
+
+def _best_of(engine: Engine, val: dict[str, Any], metrics: dict[str, Any], epoch: int, rank: int,
+             best: dict | None, meta: dict) -> tuple[dict | None, dict]:
+    """(best weights, meta) after this epoch: replaced when it is the best so far (weights on rank 0 only)."""
+    if not val.get("is_best"):
+        return best, meta
+    meta = {"best_epoch": epoch, "best_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            "confusion_matrix": val.get("confusion_matrix"), "weights": val.get("weights", "raw")}
+    if rank == 0:
+        best = {k: v.detach().cpu().clone() for k, v in engine.weights_state(val.get("weights", "raw")).items()}
+        if hasattr(engine.module, "plain_state"):  # QAT: the best model is the architecture's fp32 weights
+            best = engine.module.plain_state(best)
+    return best, meta
+
+
+def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = None, start: Any | None = None) -> None:
+    """Train as `lc` says: rank 0 writes checkpoints, every rank reports each epoch. `arrays`: the data set
+    already in memory (train_x, train_y, val_x, val_y), so that a host running many trials loads it once;
+    `start`: the checkpoint (an object with `as_directory()`) the host opened from `lc.init_checkpoint`."""
+    started = time.time()
+    cfg, rank, world, device = lc.cfg, session.rank, session.world, session.device
+    if lc.threads:
+        torch.set_num_threads(int(lc.threads))
+    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
+    train_loader, val_loader, steps_per_epoch = _loaders(cfg, lc.info, lc.loader_kind, session, arrays)
+    data_ready = time.time()
+    engine = _build_engine(lc, session, steps_per_epoch)
+    model_ready = time.time()
+    best, meta = _restore(engine, session, start, cfg)
+    startup_sent, epochs = False, cfg.train.epochs
     for epoch in range(engine.epoch, epochs):
         train_loader.set_epoch(epoch)
-        batches: Iterable = train_loader
-        if hooks.get(FAIL_AT_EPOCH) == epoch and rank == fail_rank:
-            batches = _fail_once(train_loader, marker, rank)
-        if hooks.get(FAULT_AT_STEP) and rank == 1:
-            batches = _fault_at_step(batches, engine, str(hooks[FAULT_AT_STEP]), marker.with_name(".abort_marker"))
         try:
-            train_metrics = engine.train_epoch(batches)
+            train_metrics = engine.train_epoch(_epoch_batches(lc, engine, train_loader, epoch, rank, world))
         except NonFiniteLossError as e:
             # Deterministic: retrying would fail the same way, so end the run instead of raising into
             # the host's failure policy; no checkpoint is written from these weights.
@@ -243,13 +267,7 @@ def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = Non
             metrics["startup"] = {"worker_loop": started, "data": data_ready, "model": model_ready,
                                   "first_step": engine.first_step_at}
             startup_sent = True
-        if val.get("is_best"):
-            meta = {"best_epoch": epoch, "best_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                    "confusion_matrix": val.get("confusion_matrix"), "weights": val.get("weights", "raw")}
-            if rank == 0:
-                best = {k: v.detach().cpu().clone() for k, v in engine.weights_state(val.get("weights", "raw")).items()}
-                if hasattr(engine.module, "plain_state"):  # QAT: the best model is the architecture's fp32 weights
-                    best = engine.module.plain_state(best)
+        best, meta = _best_of(engine, val, metrics, epoch, rank, best, meta)
         write = done or (epoch + 1) % cfg.train.checkpoint_every == 0
         failure = None
         if write and rank == 0:
