@@ -76,3 +76,14 @@ def test_predict_exits_2_on_a_named_pipe(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert f"error: {fifo} is not a regular file (a named pipe)" in proc.stderr, proc.stderr
+
+
+def test_a_parquet_input_that_is_missing_or_not_parquet_is_named(tmp_path):
+    from cnnray.errors import DataError
+    from cnnray.serve.batch import parquet_source
+
+    with pytest.raises(DataError, match="does not exist"):
+        parquet_source(str(tmp_path / "nonexist"), None)
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="is not a readable Parquet file"):
+        parquet_source(str(tmp_path / "bad.parquet"), None)

@@ -35,11 +35,13 @@ class PreparedRun:
 
 
 def make_loop_config(prep: PreparedRun, threads: int | None = None, *, init_checkpoint: str | None = None,
-                     skip_checkpoints: tuple[str, ...] = ()) -> LoopConfig:
-    """The LoopConfig every rank of this run gets (local rank processes, Ray Train workers, Tune trials)."""
+                     skip_checkpoints: tuple[str, ...] = (), test_hooks: dict | None = None) -> LoopConfig:
+    """The LoopConfig every rank of this run gets (local rank processes, Ray Train workers, Tune trials).
+    `test_hooks`: cnnray's own fault injection when read elsewhere (a Tune trial actor does not see the
+    driver's environment); by default read from this process's environment variables, never the config."""
     return LoopConfig(cfg=prep.cfg, info=prep.info, loader_kind=prep.loader_kind, run_dir=prep.run_dir,
                       threads=threads or max(1, int(prep.cfg.scaling.cpus_per_worker)),
-                      test_hooks=read_test_hooks(),  # cnnray's own fault injection (env vars), not part of the config
+                      test_hooks=read_test_hooks() if test_hooks is None else dict(test_hooks),
                       init_checkpoint=init_checkpoint, skip_checkpoints=tuple(skip_checkpoints), init=prep.init)
 
 

@@ -57,6 +57,8 @@ def parquet_source(path: str, split: str | None) -> ParquetSource:
     import pyarrow.fs as pafs
 
     info = fs.get_file_info(base)
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"--data parquet {path}: does not exist")
     if info.type == pafs.FileType.Directory:
         paths = sorted(f.path for f in fs.get_file_info(pafs.FileSelector(base, recursive=True))
                        if f.is_file and f.path.endswith(".parquet"))
@@ -64,7 +66,10 @@ def parquet_source(path: str, split: str | None) -> ParquetSource:
         paths = [base]
     if not paths:
         raise DataError(f"--data parquet {path}: no .parquet files")
-    schema = pq.read_schema(paths[0], filesystem=fs)
+    try:
+        schema = pq.read_schema(paths[0], filesystem=fs)
+    except (OSError, ValueError) as e:  # pyarrow: ArrowInvalid (a ValueError) for a file that is not Parquet
+        raise DataError(f"{paths[0]} is not a readable Parquet file: {e}") from None
     if "image" not in schema.names:
         raise DataError(f"{paths[0]} has no 'image' column (encoded image bytes); columns: {', '.join(schema.names)}")
     return ParquetSource(paths, fs, None, "label" in schema.names, None)

@@ -53,7 +53,7 @@ from ray.util.queue import Empty, Queue
 from cnnray.data import load_arrays
 from cnnray.ray_compat import abort_train_controller, add_trainable_mixin, controller_callback_base, require_written_for
 from cnnray.run.loop_config import LoopConfig
-from cnnray.run.plan import PreparedRun
+from cnnray.run.plan import PreparedRun, make_loop_config
 from cnnray.run.rank_loop import run_loop
 from cnnray.run.ray_host import EpochSink, ReportCallback, build_trainer
 from cnnray.tune.runs import attach_child_run
@@ -369,8 +369,8 @@ def run_trial_in_actor(config: dict[str, Any], setup: TrialSetup) -> None:
     world = int(scaling.num_workers)  # the search's tune.trial_workers (an int, never elastic)
     session = ActorTrialSession(_actor_device(gpus), start.trial_id,
                                 EpochSink(logger, None) if logger is not None else None, start.extra, world=world)
-    plan = LoopConfig(cfg=cfg, info=setup.prep.info, loader_kind="memory", run_dir=ray.tune.get_context().get_trial_dir(),
-                      threads=max(1, int(scaling.cpus_per_worker)), test_hooks=setup.test_hooks)
+    trial_run = replace(setup.prep, cfg=cfg, loader_kind="memory", run_dir=ray.tune.get_context().get_trial_dir())
+    plan = make_loop_config(trial_run, test_hooks=setup.test_hooks)
     arrays = _arrays_for(cfg, setup.shared_data)
     if world == 1:
         run_loop(plan, session, arrays=arrays, start=start.restore)
