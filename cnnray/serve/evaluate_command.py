@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cnnray.cluster.ray_session import quiet_ray
 from cnnray.serve import tables
 from cnnray.serve.data import check_classes, data_config_for, describe
-from cnnray.serve.options import CommandKeys, split_keys
+from cnnray.serve.options import VersionCommand
 from cnnray.serve.run_eval import evaluate_models, uses_ray
 from cnnray.tracking.evaluation import log_evaluation_run
 from cnnray.tracking.model_store import load_version
-from cnnray.tracking.uri import ModelRef, parse_model_uri
 
 
 @dataclass(frozen=True)
-class EvaluateOptions:
+class EvaluateOptions(VersionCommand):
     """The options of `cnnray evaluate` as given; `validate()` before `run_evaluate`."""
 
     model: str  # models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model
@@ -30,15 +28,8 @@ class EvaluateOptions:
     log: bool = True  # record an MLflow evaluation run
     verbose: bool = False  # show Ray's own logs
 
-    @cached_property
-    def ref(self) -> ModelRef:
-        """The parsed --model; UserInputError for a malformed URI."""
-        return parse_model_uri(self.model)
-
-    @cached_property
-    def keys(self) -> CommandKeys:
-        """The data.* / tracking.* keys, checked against the config schema."""
-        return split_keys(list(self.overrides))
+    def key_args(self) -> list[str]:
+        return list(self.overrides)
 
     def validate(self) -> None:
         """UserInputError (exit 2) for a bad model URI or key, before MLflow is touched."""

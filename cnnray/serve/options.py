@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from cnnray.config import load_config
 from cnnray.errors import ConfigError
 from cnnray.tracking.runs import resolve_tracking_uri
+from cnnray.tracking.uri import ModelRef, parse_model_uri
 
 ALLOWED = ("data.*", "tracking.uri", "tracking.experiment")
 
@@ -35,3 +37,24 @@ def split_keys(overrides: list[str]) -> CommandKeys:
             raise ConfigError(f"key {key!r} is not accepted here; accepted keys: {', '.join(ALLOWED)}")
     cfg = load_config(overrides=data + tracking)  # refuses unknown data keys and bad values with their path
     return CommandKeys(data, resolve_tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
+
+
+class VersionCommand:
+    """What the commands that take --model and key=value arguments share: both parsed once, on first use.
+    A subclass (a frozen dataclass with a `model` field) says which arguments are keys (`key_args`)."""
+
+    model: str
+
+    def key_args(self) -> list[str]:
+        """The `key=value` arguments of this command."""
+        raise NotImplementedError
+
+    @cached_property
+    def ref(self) -> ModelRef:
+        """The parsed --model; UserInputError for a malformed URI."""
+        return parse_model_uri(self.model)
+
+    @cached_property
+    def keys(self) -> CommandKeys:
+        """The data.* / tracking.* keys, checked against the config schema."""
+        return split_keys(self.key_args())

@@ -13,14 +13,13 @@ from cnnray.errors import UserInputError
 from cnnray.serve.batch import ParquetSource, parquet_source
 from cnnray.serve.batch_write import predict_parquet
 from cnnray.serve.files import collect_images
-from cnnray.serve.options import CommandKeys, split_keys
+from cnnray.serve.options import VersionCommand
 from cnnray.serve.tables import predictions_table
 from cnnray.tracking.model_store import load_version
-from cnnray.tracking.uri import ModelRef, parse_model_uri
 
 
 @dataclass(frozen=True)
-class PredictOptions:
+class PredictOptions(VersionCommand):
     """The options of `cnnray predict` as given; `validate()` before `run_predict`."""
 
     model: str  # models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model
@@ -31,15 +30,8 @@ class PredictOptions:
     out: str | None = None  # with data: the predictions Parquet file to write
     verbose: bool = False  # show Ray's own logs
 
-    @cached_property
-    def ref(self) -> ModelRef:
-        """The parsed --model; UserInputError for a malformed URI."""
-        return parse_model_uri(self.model)
-
-    @cached_property
-    def keys(self) -> CommandKeys:
-        """The `key=value` inputs, checked against the config schema."""
-        return split_keys([a for a in self.inputs if "=" in a])
+    def key_args(self) -> list[str]:
+        return [a for a in self.inputs if "=" in a]
 
     @property
     def paths(self) -> list[str]:
