@@ -33,6 +33,11 @@ class InvalidCardError(UserInputError):
         return type(self), (self.problems, self.where)
 
 
+class BudgetSpentError(RuntimeError):
+    """The false-promotion budget (alpha) of a held-out test set is spent: no further decision may look at it.
+    The command exits 1 (a refusal of the registry's state, not bad input) and names the way out."""
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; raised before the optimizer step so the weights stay finite."""
 

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # A test that uses one of these starts real Ray, MLflow, a 3-node cluster, a live training or Chromium:
 # `-m "not slow"` (the inner loop) leaves it out; CI runs everything.
-SLOW_FIXTURES = {"ray_local", "mlflow_server", "cluster", "live_run", "browser", "quantized", "onnx_path", "explored"}
+SLOW_FIXTURES = {"ray_local", "mlflow_server", "cluster", "live_run", "browser", "quantized", "onnx_path", "explored",
+                 "registry_server", "mlflow_server_pg", "pg_server", "pg_database"}
 # The heaviest files first (seconds measured serially on 2 cores, 2026-12-02), so that pytest-xdist's
 # `--dist loadfile` hands them out before the many short ones and both workers finish together.
 HEAVY_FIRST = ["test_cluster_jobs.py", "test_tune_search.py", "test_integration_train.py", "test_safety.py",
@@ -74,15 +75,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_mlflow_server(root: Path, port: int, timeout_s: float = 90.0) -> tuple[subprocess.Popen | None, str]:
-    """Start `mlflow server` on `port` and wait for /health; (process, uri), or (None, why) if it did not come up."""
+def _start_mlflow_server(root: Path, port: int, timeout_s: float = 90.0,
+                         backend_store_uri: str | None = None) -> tuple[subprocess.Popen | None, str]:
+    """Start `mlflow server` on `port` and wait for /health; (process, uri), or (None, why) if it did not come up.
+
+    The backend store is `backend_store_uri` (default: SQLite in `root/mlflow.db`); artifacts go to `root/artifacts`.
+    """
     import urllib.request
 
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     log = root / f"server-{port}.log"
     proc = subprocess.Popen(
         [exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
+         "--backend-store-uri", backend_store_uri or f"sqlite:///{root}/mlflow.db",
+         "--artifacts-destination", str(root / "artifacts")],
         stdout=open(log, "w"), stderr=subprocess.STDOUT,
         # MLflow 3's server starts a pool of huey job consumers (GenAI jobs) by default: ~8 processes
         # that slow a 2-core machine's start-up to a crawl and that no cnnray feature uses.
@@ -103,6 +109,21 @@ def _start_mlflow_server(root: Path, port: int, timeout_s: float = 90.0) -> tupl
     return None, f"port {port}: mlflow server did not become healthy in {timeout_s:.0f} s: {log.read_text()[-2000:]}"
 
 
+def _serve_mlflow(root: Path, backend_store_uri: str | None = None, tries: int = 3) -> tuple[subprocess.Popen, str]:
+    """A started `mlflow server` (see _start_mlflow_server) and its URI.
+
+    The free port is picked before the server binds it, so another process may take it in between:
+    if the server exits or never becomes healthy, a new port is picked (`tries` times).
+    """
+    errors = []
+    for _ in range(tries):
+        proc, uri = _start_mlflow_server(root, _free_port(), backend_store_uri=backend_store_uri)
+        if proc is not None:
+            return proc, uri
+        errors.append(uri)
+    raise RuntimeError(f"mlflow server did not start in {tries} tries:\n" + "\n".join(errors))
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -114,22 +135,57 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite store; yields its tracking URI.
-
-    The free port is picked before the server binds it, so another process may take it in between:
-    if the server exits or never becomes healthy, a new port is picked (3 tries).
-    """
-    root = tmp_path_factory.mktemp("mlflow")
-    errors = []
-    for _ in range(3):
-        proc, uri = _start_mlflow_server(root, _free_port())
-        if proc is not None:
-            break
-        errors.append(uri)
-    else:
-        raise RuntimeError("mlflow server did not start in 3 tries:\n" + "\n".join(errors))
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store; yields its tracking URI."""
+    proc, uri = _serve_mlflow(tmp_path_factory.mktemp("mlflow"))
     yield uri
     _stop(proc)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL on 127.0.0.1 for this session (each xdist worker its own; tests/pg.py).
+
+    Without the server binaries or psycopg2: fails in CI (env CI set), skips with the reason elsewhere.
+    """
+    import pg
+
+    why = pg.missing_reason()
+    if why:
+        if _in_ci():
+            pytest.fail(f"PostgreSQL-backed registry tests cannot run: {why}", pytrace=False)
+        pytest.skip(f"PostgreSQL-backed registry tests skipped: {why}")
+    server = pg.PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_database(pg_server, request):
+    """A fresh database on `pg_server` for this test module; yields its SQLAlchemy URI."""
+    import re
+
+    name = re.sub(r"[^a-z0-9_]", "_", f"m_{request.module.__name__.rsplit('.', 1)[-1].lower()}")[:50]
+    yield pg_server.create_database(f"{name}_{os.getpid()}")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server_pg(pg_database, tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 with a PostgreSQL store (one per test module); yields its URI."""
+    proc, uri = _serve_mlflow(tmp_path_factory.mktemp("mlflow-pg"), backend_store_uri=pg_database)
+    yield uri
+    _stop(proc)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def registry_server(request):
+    """The tracking URI of a real `mlflow server`, once per backend: SQLite (the session's `mlflow_server`)
+    and PostgreSQL (`mlflow_server_pg`, what production registries run). Module scope: each backend's server
+    starts once per module, and pytest runs a module's tests of one backend before the other's."""
+    return request.getfixturevalue("mlflow_server" if request.param == "sqlite" else "mlflow_server_pg")
 
 
 # Registry lifecycle tests (serve / promote / registry): one small digits model trained in this process.

@@ -89,7 +89,8 @@ def test_source_defaults():
     assert source_defaults(DataSection(source="digits")).hflip is False
     assert source_defaults(DataSection(source="cifar10")).hflip is True
     assert source_defaults(DataSection(source="cifar10", image_size=32)).crop_padding == 4
-    assert source_defaults(DataSection(source="cifar10", augment=AugmentSection(hflip=False, crop_padding=0))).hflip is False
+    off = AugmentSection(hflip=False, crop_padding=0)
+    assert source_defaults(DataSection(source="cifar10", augment=off)).hflip is False
 
 
 def test_crop_and_flip_move_pixels_exactly():

@@ -16,6 +16,7 @@ from cnnray.config.data import DataSection
 from cnnray.data import describe_dataset, load_arrays
 from cnnray.data.fake import write_image_folder
 from cnnray.data.prepare import prepare_dataset
+from cnnray.data.test_split import load_test_split
 from cnnray.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,10 +45,13 @@ def test_prepare_skips_corrupt_and_empty_and_writes_the_rest(tmp_path):
     skipped = {Path(s["path"]).name: s["reason"] for s in res["skipped"]}
     assert set(skipped) == {"corrupt.png", "empty.png", "truncated.png"}
     assert skipped["empty.png"] == "empty file (0 bytes)"
-    assert res["counts"] == {"train": 24, "val": 6}
+    # val/ holds the val split; test is 0.15 of each class's 9 train/ files, one each, drawn before decoding
+    # (what the imagefolder source would draw): class_2's is truncated.png, skipped
+    assert res["counts"] == {"train": 22, "val": 6, "test": 2}
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["fingerprint"] == res["fingerprint"] and len(manifest["skipped"]) == 3
-    assert manifest["splits"]["train"]["per_class"] == {"class_0": 8, "class_1": 8, "class_2": 8}
+    assert manifest["splits"]["train"]["per_class"] == {"class_0": 7, "class_1": 7, "class_2": 8}
+    assert manifest["splits"]["test"]["per_class"] == {"class_0": 1, "class_1": 1, "class_2": 0}
     rows = 0
     for shard in manifest["shards"]:
         table = pq.read_table(tmp_path / "out" / shard["file"])
@@ -55,7 +59,8 @@ def test_prepare_skips_corrupt_and_empty_and_writes_the_rest(tmp_path):
         assert shard["rows"] == table.num_rows
         rows += table.num_rows
         assert "corrupt.png" not in "".join(table.column("path").to_pylist())
-    assert rows == 30 and sorted(p.name for p in (tmp_path / "out").iterdir())[0] == "manifest.json"
+    assert rows == 30 and sum(s["split"] == "test" for s in manifest["shards"]) == 2  # --shards 2 per split
+    assert min(p.name for p in (tmp_path / "out").iterdir()) == "manifest.json"
 
 
 def test_fingerprint_stable_and_content_sensitive(tmp_path):
@@ -89,13 +94,17 @@ def test_parquet_source_roundtrip_matches_imagefolder(tmp_path):
         _prepare(src, tmp_path / fmt, fmt=fmt, shards=3)
         cfg = DataSection(source="parquet", path=str(tmp_path / fmt), image_size=12)
         info = describe_dataset(cfg)
-        assert (info.num_train, info.num_val, info.num_classes, info.channels) == (24, 6, 3, 3)
-        tx, ty, vx, vy = load_arrays(cfg)
-        assert tx.shape == (24, 3, 12, 12) and vx.shape == (6, 3, 12, 12) and ty.dtype == torch.int64
-        fx, fy, _, _ = load_arrays(DataSection(source="imagefolder", path=str(src), image_size=12))
+        # val/ is the val split; test: round(8 * 0.15) = 1 of each class's 8 train/ images
+        assert (info.num_train, info.num_val, info.num_test, info.num_classes, info.channels) == (21, 6, 3, 3, 3)
+        tx, ty, vx, _ = load_arrays(cfg)
+        assert tx.shape == (21, 3, 12, 12) and vx.shape == (6, 3, 12, 12) and ty.dtype == torch.int64
+        folder = DataSection(source="imagefolder", path=str(src), image_size=12)
+        fx, fy, _, _ = load_arrays(folder)
         assert _samples(tx, ty) == _samples(fx, fy)  # lossless formats: the same images, in another order
+        t, ft = load_test_split(cfg), load_test_split(folder)
+        assert _samples(t.x, t.y) == _samples(ft.x, ft.y) and t.fingerprint == info.test_fingerprint
     tx, *_ = load_arrays(DataSection(source="parquet", path=f"file://{tmp_path / 'png'}", image_size=8, channels=1))
-    assert tx.shape == (24, 1, 8, 8)
+    assert tx.shape == (21, 1, 8, 8)
 
 
 def test_parquet_errors_name_the_path(tmp_path):
@@ -119,15 +128,15 @@ def test_parquet_errors_name_the_path(tmp_path):
 
 def test_prepare_array_sources(tmp_path):
     res = prepare_dataset(DataSection(source="digits"), tmp_path / "d", fmt="raw", progress=False)
-    assert res["counts"]["train"] + res["counts"]["val"] == 1797 and res["channels"] == 1
-    tx, ty, vx, _ = load_arrays(DataSection(source="parquet", path=str(tmp_path / "d"), image_size=8))
+    assert res["counts"] == {"train": 1169, "val": 359, "test": 269} and res["channels"] == 1
+    tx, ty, _, _ = load_arrays(DataSection(source="parquet", path=str(tmp_path / "d"), image_size=8))
     dx, dy, _, _ = load_arrays(DataSection(source="digits", image_size=8))
     assert sorted(ty.tolist()) == sorted(dy.tolist()) and torch.equal(tx.sum(0), dx.sum(0))
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cnnray.cli", "data", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 @pytest.mark.slow
@@ -137,7 +146,8 @@ def test_cli_prepare_exit_codes(tmp_path):
     ok = _cli("prepare", "--source", "imagefolder", "--path", str(src), "--out", str(tmp_path / "o"), "--json")
     assert ok.returncode == 0, ok.stderr
     result = json.loads(ok.stdout.strip().splitlines()[-1])
-    assert result["counts"] == {"train": 24, "val": 6} and "zero.png" in ok.stderr
+    assert result["counts"] == {"train": 21, "val": 6, "test": 3} and "zero.png" in ok.stderr
+    assert "+ 3 test (held out) images" in ok.stdout
     assert len(result["fingerprint"]) == 64
     bad = _cli("prepare", "--source", "imagefolder", "--path", str(tmp_path / "absent"), "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and str(tmp_path / "absent") in bad.stderr

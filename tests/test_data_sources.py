@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,28 +13,10 @@ from PIL import Image
 
 from cnnray.config.data import DataSection
 from cnnray.data import check_num_classes, describe_dataset, load_arrays, resolve_loader_kind
-from cnnray.data.fake import write_image_folder
+from cnnray.data.fake import write_fake_cifar, write_image_folder
 from cnnray.data.safe_pickle import safe_loads
+from cnnray.data.test_split import load_test_split
 from cnnray.errors import ConfigError, DataError
-
-
-def write_fake_cifar(parent: Path, kind: str, n_train: int = 6, n_test: int = 4) -> Path:
-    """Tiny batches in the real format: protocol-2 pickles of dicts with bytes keys and uint8 (N, 3072) data."""
-    rng = np.random.default_rng(0)
-    if kind == "cifar10":
-        d = parent / "cifar-10-batches-py"
-        train, test, meta, lkey, nkey, k = [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "batches.meta", \
-            b"labels", b"label_names", 10
-    else:
-        d = parent / "cifar-100-python"
-        train, test, meta, lkey, nkey, k = ["train"], "test", "meta", b"fine_labels", b"fine_label_names", 100
-    d.mkdir(parents=True)
-    for name, n in [*((t, n_train) for t in train), (test, n_test)]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), lkey: [int(v) for v in rng.integers(0, k, n)],
-                 b"batch_label": name.encode()}
-        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
-    (d / meta).write_bytes(pickle.dumps({nkey: [f"c{i}".encode() for i in range(k)]}, protocol=2))
-    return d
 
 
 def _check(cfg: DataSection, n_classes: int, channels: int) -> None:
@@ -49,16 +30,28 @@ def _check(cfg: DataSection, n_classes: int, channels: int) -> None:
     assert 0 <= int(ty.min()) and int(ty.max()) < n_classes and int(vy.max()) < n_classes
     assert len(info.mean) == len(info.std) == channels and len(info.fingerprint) == 64
     assert info.nbytes_train == tx.numel()
+    if info.num_test:  # the held-out split: same classes, shape and size; its fingerprint is the one describe gives
+        t = load_test_split(cfg)
+        assert t.x.dtype == torch.uint8 and t.y.dtype == torch.int64 and t.x.shape[1:] == (channels, s, s)
+        assert len(t.x) == len(t.y) == info.num_test and t.fingerprint == info.test_fingerprint
+        assert t.class_names == info.class_names and len(info.test_fingerprint) == 64
+    else:
+        assert info.test_fingerprint == ""
 
 
 def test_digits_shapes_split_and_channels():
     _check(DataSection(source="digits", image_size=16), 10, 1)
     _check(DataSection(source="digits", image_size=8, channels=3), 10, 3)
-    a, b = load_arrays(DataSection(source="digits", split_seed=1)), load_arrays(DataSection(source="digits", split_seed=1))
+    seed1 = DataSection(source="digits", split_seed=1)
+    a, b = load_arrays(seed1), load_arrays(seed1)
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
     c = load_arrays(DataSection(source="digits", split_seed=2))
     assert not torch.equal(a[1], c[1])
-    assert len(a[0]) + len(a[2]) == 1797
+    t = load_test_split(seed1)
+    # val 0.2 and test 0.15 of each class (of the whole set), rounded per class: 1169 + 359 + 269 = 1797
+    assert (len(a[0]), len(a[2]), len(t.y)) == (1169, 359, 269)
+    info = describe_dataset(DataSection(source="digits"))
+    assert (info.num_train, info.num_val, info.num_test) == (1169, 359, 269)
 
 
 def test_synthetic_deterministic_and_classes():
@@ -71,12 +64,15 @@ def test_synthetic_deterministic_and_classes():
 
 @pytest.mark.parametrize("kind,k", [("cifar10", 10), ("cifar100", 100)])
 def test_fake_cifar_in_real_pickle_format(tmp_path, kind, k):
-    write_fake_cifar(tmp_path, kind)
+    n_train = 6 if kind == "cifar10" else 300  # cifar100: enough per class that val is not empty
+    write_fake_cifar(tmp_path, kind, n_train=n_train)
     for path in (tmp_path, tmp_path / ("cifar-10-batches-py" if kind == "cifar10" else "cifar-100-python")):
         cfg = DataSection(source=kind, path=str(path), image_size=32)
         _check(cfg, k, 3)
-    tx, ty, vx, vy = load_arrays(cfg)
-    assert len(tx) == (30 if kind == "cifar10" else 6) and len(vx) == 4  # val = the official test batch
+    tx, _, vx, _ = load_arrays(cfg)
+    # val comes off the train batches; the official test batch is the test split (data.test_fraction ignored)
+    assert len(tx) + len(vx) == (30 if kind == "cifar10" else 300) and len(vx) > 0
+    assert describe_dataset(cfg).num_test == 4 == len(load_test_split(cfg.model_copy(update={"test_fraction": 0})).y)
     _check(cfg.model_copy(update={"channels": 1, "image_size": 16}), k, 1)
 
 

@@ -75,9 +75,10 @@ def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_p
 
     monkeypatch.chdir(tmp_path)
     code = evaluate.main(["--model", "models:/it-ddp@challenger", f"tracking.uri={mlflow_server}",
-                          f"tracking.experiment=it-{tmp_path.name}", "--json"])
+                          f"tracking.experiment=it-{tmp_path.name}", "--split", "val", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert "val (the selection split)" in captured.out
     ev = json.loads(captured.out.strip().splitlines()[-1])
     best = int(run.data.tags["cnnray.best_epoch"])
     logged = {k: {m.step: m.value for m in client.get_metric_history(result["run_id"], f"val_{k}")}[best]
@@ -92,6 +93,15 @@ def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_p
         tol = {"acc": one, "top5": one, "loss": 1e-2 * abs(v)}.get(k, 0.02)
         assert abs(ev["metrics"][k] - v) <= tol + 1e-12, (k, ev["metrics"][k], v)
     assert client.get_model_version("it-ddp", mv.version).tags["cnnray.last_evaluation_run"] == ev["run_id"]
+    # The default split is the held-out test: its numbers are the ones training measured once at the end.
+    code = evaluate.main(["--model", "models:/it-ddp@challenger", f"tracking.uri={mlflow_server}", "--no-log", "--json"])
+    captured = capsys.readouterr()
+    test_ev = json.loads(captured.out.strip().splitlines()[-1])
+    tags = client.get_model_version("it-ddp", mv.version).tags
+    assert code == 0 and test_ev["split"] == "test" and test_ev["n"] == int(tags["cnnray.test_n"]) == 269
+    assert test_ev["test_fingerprint"] == tags["cnnray.test_fingerprint"] and test_ev["same_test_set_as_training"]
+    assert abs(test_ev["metrics"]["acc"] - float(tags["cnnray.metric.test_acc"])) <= 1 / 269 + 1e-6
+    assert "test_acc" in client.get_run(result["run_id"]).data.metrics and result["test_metrics"]["test_acc"] > 0
 
 
 def test_killed_worker_resumes_from_checkpoint_and_logs_each_epoch_once(ray_local, mlflow_server, tmp_path,

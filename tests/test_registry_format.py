@@ -17,10 +17,10 @@ from cnnray.tracking.model_registry import register_weights
 
 
 def _register(uri, m, name, weights=None, alias="challenger"):
-    card = card_for_training(m.cfg, m.info, lineage={"cnnray.data_fingerprint": m.info.fingerprint}, training={})
+    tags = {"cnnray.data_fingerprint": m.info.fingerprint, "cnnray.test_fingerprint": m.info.test_fingerprint}
+    card = card_for_training(m.cfg, m.info, lineage=tags, training={})
     return register_weights(uri, f"exp-{name}", f"run-{name}", weights or m.weights, card,
-                            example=example_image(m.cfg.data, 1), registered_name=name, alias=alias,
-                            tags={"cnnray.data_fingerprint": m.info.fingerprint})
+                            example=example_image(m.cfg.data, 1), registered_name=name, alias=alias, tags=tags)
 
 
 def _run(main, args, capsys):
@@ -88,7 +88,7 @@ def test_registry_listing_and_run_uri(mlflow_server, digits_model, capsys, monke
 
     run_id = MlflowClient(mlflow_server).get_model_version("fmt-b", "1").run_id
     code, out, err = _run(evaluate.main, ["--model", f"runs:/{run_id}/model", f"tracking.uri={mlflow_server}",
-                                          "--no-log", "--json"], capsys)
+                                          "--no-log", "--split", "val", "--json"], capsys)
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["metrics"]["acc"] == pytest.approx(digits_model.val_acc)
 
@@ -144,9 +144,9 @@ def test_embedded_sqlite_store_promotes_and_evaluates(digits_model, capsys, monk
     uri = resolve_tracking_uri(None)
     assert uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     _register(uri, digits_model, "cnnray")
-    code, out, err = _run(promote.main, ["--json", "--resamples", "200"], capsys)
+    code, out, err = _run(promote.main, ["--json", "--resamples", "1000"], capsys)
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["outcome"] == "promoted", err
-    code, out, err = _run(evaluate.main, ["--model", "models:/cnnray@champion", "--json", "--out", "ev"], capsys)
+    code, out, err = _run(evaluate.main, ["--model", "models:/cnnray@champion", "--split", "val", "--json", "--out", "ev"], capsys)
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["metrics"]["acc"] == pytest.approx(digits_model.val_acc)
     assert {p.name for p in (tmp_path / "ev").iterdir()} == {"metrics.json", "per_class.csv", "confusion_matrix.csv",

@@ -40,10 +40,10 @@ def test_every_input_form_gives_the_pixels_training_saw(card):
     """Native 8x8 digits in any form -> exactly the 16x16 uint8 tensors the digits source yields."""
     from cnnray.data import load_arrays
     from cnnray.data.sources.digits import native
-    from cnnray.data.split import stratified_split
+    from cnnray.data.split import stratified_split3
 
     x, y = native()
-    _, va = stratified_split(y, 0.2, 0)
+    _, va, _ = stratified_split3(y, 0.2, 0.15, 0)
     want = load_arrays(__import__("cnnray.config", fromlist=["x"]).load_config(overrides=["data.image_size=16"]).data)[2]
     native_val = x[va]  # [N,1,8,8]
     forms = {

@@ -58,7 +58,8 @@ def _body(argv: list[str] | None) -> int:
                                  progress=not args.no_progress and not args.json)
         for s in result["skipped"]:
             print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
-        print(f"wrote {result['counts']['train']} train + {result['counts']['val']} val images in "
+        n = result["counts"]
+        print(f"wrote {n['train']} train + {n['val']} val + {n.get('test', 0)} test (held out) images in "
               f"{result['shards']} shards to {result['out']} ({len(result['skipped'])} skipped)")
         print(f"fingerprint {result['fingerprint']}")
     if args.json:

@@ -1,4 +1,4 @@
-"""`cnnray evaluate --model URI [data.* keys] [--split val|train|test] [--out DIR] [--json]`: metrics of a
+"""`cnnray evaluate --model URI [data.* keys] [--split test|val|train] [--out DIR] [--json]`: metrics of a
 registered version on labelled data, recorded as an MLflow evaluation run linked to the version."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model")
     parser.add_argument("overrides", nargs="*", help="data.* keys (default: the data the model was trained on), "
                                                      "tracking.uri, tracking.experiment")
-    parser.add_argument("--split", default="val", choices=["val", "train", "test"])
+    parser.add_argument("--split", default="test", choices=["test", "val", "train"],
+                        help="test: held out (default); val: what training selected on; train")
     parser.add_argument("--out", default=None, help="directory for metrics.json, per_class.csv, confusion_matrix.csv/.png")
     parser.add_argument("--no-log", action="store_true", help="do not record an MLflow evaluation run")
 

@@ -32,14 +32,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print_json(out)
             return 0
-        from cnnray.serve.tables import registry_table
-        from cnnray.tracking.listing import list_versions
+        from cnnray.serve.tables import budget_lines, registry_table
+        from cnnray.tracking.listing import list_versions, test_set_budgets
 
         rows = list_versions(keys.tracking_uri, args.name)
+        budgets = test_set_budgets(keys.tracking_uri, args.name, rows)
         print(f"registered model {args.name} at {keys.tracking_uri}: {len(rows)} version(s)")
-        print(registry_table(rows), flush=True)
+        print(registry_table(rows) + "\n" + budget_lines(budgets), flush=True)
         if args.json:
-            print_json({"name": args.name, "versions": rows})
+            print_json({"name": args.name, "versions": rows, "test_set_budgets": budgets})
         return 0
 
     return run_workflow(body)

@@ -73,9 +73,14 @@ class DataSection(Strict):
     channels: Literal[1, 3] | None = Field(default=None, description=(
         "None: the source's own (digits 1, synthetic 3); 1 or 3 converts"))
     val_fraction: float = Field(default=0.2, gt=0, lt=1, description=(
-        "fraction of the images held out for validation when the source has no val split"))
+        "fraction of the images (of the whole set, per class) held out for validation when the source has no val "
+        "split"))
+    test_fraction: float = Field(default=0.15, ge=0, lt=1, description=(
+        "fraction of the images (of the whole set, per class) held out as the test split when the source has no "
+        "test split of its own; no training or selection reads it; 0: no test split; ignored where the source has "
+        "its own test split: CIFAR's test batch, an image folder's test/, Parquet test shards"))
     split_seed: int = Field(default=0, ge=0, le=2**32 - 1, description=(
-        "the train/val split (and the synthetic images) depend only on this"))
+        "the train/val/test split (and the synthetic images) depend only on this"))
     num_classes: int | None = Field(default=None, ge=2, description="synthetic only: number of classes; None: 10")
     samples_per_class: int = Field(default=100, ge=2, description="synthetic only: images per class")
     loader: Literal["auto", "memory", "streaming"] = Field(default="auto", description=(
@@ -86,3 +91,10 @@ class DataSection(Strict):
         "per-channel mean/std used to normalize: dataset = the train split's (or the source's known constants); "
         "imagenet = ImageNet's RGB mean/std for 3 channels, and the average of the three for 1 channel"))
     augment: AugmentSection = Field(default_factory=AugmentSection, description="train-time augmentation")
+
+    @model_validator(mode="after")
+    def _fractions_leave_a_train_split(self) -> DataSection:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"data.val_fraction ({self.val_fraction}) + data.test_fraction ({self.test_fraction}) "
+                             "must be < 1: both are fractions of all images, and the rest is the train split")
+        return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+
 def combine(parts: Iterable[str]) -> str:
     """One sha256 over an ordered list of strings (e.g. shard hashes), unambiguous by newline framing."""
     h = hashlib.sha256()

@@ -1,4 +1,5 @@
-"""Scan an image folder (root/train/<class>/*, optional root/val/<class>/*) and check its layout and modes."""
+"""Scan an image folder (root/train/<class>/*, optional root/val/<class>/* and root/test/<class>/*) and check its
+layout and modes."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from cnnray.errors import DataError
 
 @dataclass(frozen=True)
 class FolderListing:
-    """Image files per split with class indices; `val` is None when the folder has no val split."""
+    """Image files per split with class indices; `val` / `test` are None when the folder has no such folder."""
 
     root: Path
     class_names: tuple[str, ...]
     train: tuple[tuple[Path, int], ...]
     val: tuple[tuple[Path, int], ...] | None
+    test: tuple[tuple[Path, int], ...] | None = None
 
 
 def _class_dirs(d: Path) -> list[Path]:
@@ -40,20 +42,23 @@ def _split(d: Path, classes: dict[str, int], split: str) -> tuple[tuple[Path, in
                             f"train classes: {', '.join(classes)}")
         files = _images(cdir)
         if not files:
-            raise DataError(f"class directory {cdir} is empty: no files ending in {', '.join(sorted(IMAGE_EXTENSIONS))}")
+            raise DataError(f"class directory {cdir} is empty: no files ending in "
+                            f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
         items += [(f, classes[cdir.name]) for f in files]
     return tuple(items)
 
 
 def scan_folder(path: str | Path, key: str = "data.path") -> FolderListing:
-    """List root/train/<class>/* (or root/<class>/* when there is no train/) and root/val/<class>/*."""
+    """List root/train/<class>/* (or root/<class>/* when there is no train/), root/val/<class>/* and
+    root/test/<class>/*."""
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"{key} {root} " + ("is not a directory" if root.exists() else "does not exist"))
-    train_dir, val_dir = root / "train", root / "val"
+    train_dir, val_dir, test_dir = root / "train", root / "val", root / "test"
     if not train_dir.is_dir():
-        if val_dir.is_dir():
-            raise DataError(f"{root} has val/ but no train/ directory: expected {root}/train/<class>/<image>")
+        for d in (val_dir, test_dir):
+            if d.is_dir():
+                raise DataError(f"{root} has {d.name}/ but no train/ directory: expected {root}/train/<class>/<image>")
         train_dir = root  # a flat folder of class directories is the train split
     names = [d.name for d in _class_dirs(train_dir)]
     if not names:
@@ -61,7 +66,8 @@ def scan_folder(path: str | Path, key: str = "data.path") -> FolderListing:
     classes = {n: i for i, n in enumerate(names)}
     train = _split(train_dir, classes, "train")
     val = _split(val_dir, classes, "val") if val_dir.is_dir() and train_dir != root else None
-    return FolderListing(root, tuple(names), train, val)
+    test = _split(test_dir, classes, "test") if test_dir.is_dir() and train_dir != root else None
+    return FolderListing(root, tuple(names), train, val, test)
 
 
 def header_channels(data: bytes | Path) -> int:

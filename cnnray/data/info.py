@@ -25,6 +25,8 @@ class DatasetInfo:
     mean: tuple[float, ...]  # per channel, 0-1 scale, of the train split (or the source's known constants)
     std: tuple[float, ...]
     nbytes_train: int  # decoded uint8 train split at image_size and channels
+    num_test: int = 0  # the held-out test split (defaults: infos serialized before test splits still load)
+    test_fingerprint: str = ""  # sha256 hex of the test split's content; "" when there is no test split
 
 
 class SplitArrays(NamedTuple):
@@ -35,6 +37,17 @@ class SplitArrays(NamedTuple):
     val_x: torch.Tensor
     val_y: torch.Tensor
     class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TestArrays:
+    """uint8 test images [N,C,S,S] at data.image_size/channels, int64 labels, class names, the test fingerprint."""
+
+    __test__ = False  # not a pytest test class
+    x: torch.Tensor
+    y: torch.Tensor
+    class_names: tuple[str, ...]
+    fingerprint: str
 
 
 def check_num_classes(info: DatasetInfo, num_classes: int) -> None:

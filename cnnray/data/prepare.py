@@ -21,10 +21,12 @@ from cnnray.data.progress import progress_bar
 from cnnray.data.shards import shard_name, write_shard
 from cnnray.data.sources import get_source
 from cnnray.data.sources.common import require_path
-from cnnray.data.sources.imagefolder import splits
+from cnnray.data.sources.imagefolder import splits3
+from cnnray.data.test_split import NoTestSplitError, load_test_split
 from cnnray.errors import DataError
 
 ROWS_PER_SHARD = 10_000  # automatic shard count: enough shards for Ray Data to read in parallel
+SPLITS = ("train", "val", "test")  # test: its own shards and fingerprint, the held-out split
 NATIVE_SIZE = {"digits": 8, "cifar10": 32, "cifar100": 32}  # array sources keep this size unless --image-size
 _THREADS = 4
 
@@ -54,10 +56,10 @@ class Plan:
 
 def _folder_plan(cfg: DataSection, image_size: int | None, strict: bool) -> Plan:
     listing = scan_folder(require_path(cfg))
-    train, val = splits(listing, cfg)
+    train, val, test = splits3(listing, cfg)
     found: dict[Path, int] = {}
     skipped: list[dict[str, str]] = []
-    for path, _ in [*train, *val]:  # headers only: cheap, and settles the channel count before decoding
+    for path, _ in [*train, *val, *test]:  # headers only: cheap, and settles the channel count before decoding
         try:
             found[path] = header_channels(path)
         except Exception as e:
@@ -71,14 +73,21 @@ def _folder_plan(cfg: DataSection, image_size: int | None, strict: bool) -> Plan
         return [Item(split, y, p.relative_to(listing.root).as_posix(), str(p),
                      lambda p=p: try_decode_file(p, c, image_size)) for p, y in pairs if p in found]
 
-    return Plan(listing.class_names, c, {"train": items(train, "train"), "val": items(val, "val")}, skipped)
+    return Plan(listing.class_names, c, {"train": items(train, "train"), "val": items(val, "val"),
+                                         "test": items(test, "test")}, skipped)
 
 
 def _array_plan(cfg: DataSection, image_size: int | None) -> Plan:
     size = image_size or NATIVE_SIZE.get(cfg.source, cfg.image_size)
-    a = get_source(cfg.source).load(cfg.model_copy(update={"image_size": size}))
+    sized = cfg.model_copy(update={"image_size": size})
+    a = get_source(cfg.source).load(sized)
+    try:  # through the one reader of test images (so the audit hook sees prepare copy them into test shards)
+        t = load_test_split(sized)
+        tx, ty = t.x, t.y
+    except NoTestSplitError:  # data.test_fraction=0: train and val shards only, as before test splits
+        tx, ty = a.val_x[:0], a.val_y[:0]
     out: dict[str, list[Item]] = {}
-    for split, x, y in (("train", a.train_x, a.train_y), ("val", a.val_x, a.val_y)):
+    for split, x, y in (("train", a.train_x, a.train_y), ("val", a.val_x, a.val_y), ("test", tx, ty)):
         xs, ys = x.numpy(), y.tolist()
         out[split] = [Item(split, ys[i], f"{split}/{i}", f"{split}/{i}", lambda i=i, xs=xs: (xs[i], ""))
                       for i in range(len(ys))]
@@ -91,7 +100,7 @@ def _encode(item: Item, fmt: str) -> tuple[Item, bytes | None, np.ndarray | None
 
 
 class _Stats:
-    """Exact integer pixel sums (order-independent, so deterministic) and stored-size statistics."""
+    """Exact integer pixel sums (order-independent, so deterministic) and stored-size statistics of train."""
 
     def __init__(self, channels: int) -> None:
         self.sum = np.zeros(channels, np.int64)
@@ -99,13 +108,13 @@ class _Stats:
         self.pixels = 0
         self.sizes: list[tuple[int, int]] = []
 
-    def add(self, arr: np.ndarray, train: bool) -> None:
+    def add(self, arr: np.ndarray) -> None:
+        """Count one train image (val and test never shape the statistics training normalizes with)."""
         self.sizes.append((arr.shape[1], arr.shape[2]))
-        if train:
-            flat = arr.reshape(arr.shape[0], -1).astype(np.int64)
-            self.sum += flat.sum(1)
-            self.sq += (flat * flat).sum(1)
-            self.pixels += flat.shape[1]
+        flat = arr.reshape(arr.shape[0], -1).astype(np.int64)
+        self.sum += flat.sum(1)
+        self.sq += (flat * flat).sum(1)
+        self.pixels += flat.shape[1]
 
     def summary(self) -> dict[str, Any]:
         n = max(1, self.pixels)
@@ -132,25 +141,26 @@ def prepare_dataset(cfg: DataSection, out: str | Path, *, shards: int | None = N
     stats = _Stats(plan.channels)
     skipped = list(plan.skipped)
     records: list[dict[str, Any]] = []
-    counts = {s: {n: 0 for n in plan.class_names} for s in ("train", "val")}
+    counts = {s: {n: 0 for n in plan.class_names} for s in SPLITS}
     total = sum(len(v) for v in plan.items.values())
     with atomic_directory(out, overwrite) as tmp, progress_bar(total, "prepare", progress) as advance, \
             ThreadPoolExecutor(_THREADS) as pool:
-        for split in ("train", "val"):
+        for split in SPLITS:
             # A seeded shuffle mixes classes within each shard (streaming reads shards in order).
             items = plan.items[split]
             order = np.random.default_rng(cfg.split_seed).permutation(len(items))
             n = 0 if not items else max(1, min(shards or math.ceil(len(items) / ROWS_PER_SHARD), len(items)))
             for k, part in enumerate(np.array_split(order, n) if n else []):
                 rows: dict[str, list[Any]] = {"images": [], "shapes": [], "labels": [], "paths": []}
-                for item, data, arr, reason in pool.map(lambda i: _encode(items[i], fmt), part.tolist()):
+                for item, data, arr, reason in pool.map(lambda i, items=items: _encode(items[i], fmt), part.tolist()):
                     advance(1)
                     if data is None or arr is None:
                         if strict:
                             raise DataError(f"cannot decode image {item.shown}: {reason} (--strict)")
                         skipped.append({"path": item.shown, "reason": reason})
                         continue
-                    stats.add(arr, split == "train")
+                    if split == "train":
+                        stats.add(arr)
                     counts[split][plan.class_names[item.label]] += 1
                     for key, v in zip(rows, (data, list(arr.shape), item.label, item.ref)):
                         rows[key].append(v)
@@ -160,7 +170,10 @@ def prepare_dataset(cfg: DataSection, out: str | Path, *, shards: int | None = N
         write_manifest(tmp, {
             "format_version": FORMAT_VERSION, "source": cfg.source, "format": fmt, "channels": plan.channels,
             "class_names": list(plan.class_names), "num_classes": len(plan.class_names),
-            "splits": {s: {"count": sum(c.values()), "per_class": c} for s, c in counts.items()},
+            # each split's own fingerprint (the combine of its shards' sha256s); no "test" entry without test shards
+            "splits": {s: {"count": sum(c.values()), "per_class": c,
+                           "fingerprint": fingerprint_of(r for r in records if r["split"] == s)}
+                       for s, c in counts.items() if s != "test" or any(r["split"] == s for r in records)},
             **stats.summary(), "shards": records, "fingerprint": fingerprint,
             "skipped": [_relative(s, cfg) for s in skipped],
         })

@@ -76,9 +76,18 @@ def _overview(r: VersionReport) -> str:
              "created (UTC)": r.created}
     if r.description:
         facts["description"] = r.description
-    metrics = (_table(["metric (best epoch, as registered)", "value"], [[k, v] for k, v in r.version_metrics.items()])
-               if r.version_metrics else "")
+    metrics = (_table(["metric (as registered)", "split", "value"],
+                      [[k, _split_label(k), v] for k, v in r.version_metrics.items()]) if r.version_metrics else "")
     return _pairs(facts, ("", "")) + metrics
+
+
+def _split_label(metric: str) -> str:
+    """Which split a version metric was measured on, and what that split was used for."""
+    if metric.startswith("test_"):
+        return "test: held out, measured once after training"
+    if metric.startswith("val_"):
+        return "val: selection (best epoch, weights, early stopping, Tune's winner)"
+    return ""
 
 
 def _lineage(r: VersionReport) -> str:

@@ -21,10 +21,16 @@ class PairedComparison:
     ci_low: float
     ci_high: float
     confidence: float
-    p_value: float  # McNemar's exact test on top-1 correctness (two-sided)
+    p_value: float  # McNemar's exact test on the paired 0/1 scores (two-sided; f1_macro: on top-1 correctness)
     n: int
     discordant: tuple[int, int]  # (candidate right & champion wrong, candidate wrong & champion right)
     resamples: int
+    p_better: float = 1.0  # McNemar's exact one-sided p-value for "the candidate is better" (the gate's test)
+
+    @property
+    def level(self) -> float:
+        """The one-sided level of the lower bound: (1 - confidence) / 2."""
+        return (1 - self.confidence) / 2
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:
@@ -38,6 +44,28 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, 
     if b + c == 0:
         return 1.0, 0, 0
     return float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue), b, c
+
+
+def mcnemar_better(b: int, c: int) -> float:
+    """Exact one-sided p-value of b or more wins out of b + c discordant pairs under the null (1/2 each)."""
+    # deferred (heavy import): scipy
+    from scipy.stats import binom
+
+    return 1.0 if b + c == 0 else float(binom.sf(b - 1, b + c, 0.5))
+
+
+def binary_bootstrap(b: int, c: int, n: int, *, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
+    """The paired bootstrap of a difference of two 0/1 scores, drawn exactly and in O(resamples).
+
+    Resampling n paired examples with replacement only changes how many discordant pairs of each kind the
+    resample holds: (b*, c*, rest) ~ Multinomial(n; b/n, c/n, 1 - (b+c)/n) and delta* = (b* - c*) / n. This
+    is the same distribution as resampling indices, without materializing resamples x n of them.
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, [b / n, c / n, max(0.0, 1 - (b + c) / n)], size=resamples)
+    d = (draws[:, 0] - draws[:, 1]) / n
+    alpha = 1 - confidence
+    return float(np.quantile(d, alpha / 2)), float(np.quantile(d, 1 - alpha / 2))
 
 
 def accuracy_of(per_example: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -89,15 +117,17 @@ def compare(metric: str, labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndar
     if n == 0:
         raise ValueError("no examples to compare on")
     ca, cb = pred_a == labels, pred_b == labels
-    if metric == "accuracy":
-        fa, fb = (lambda idx: accuracy_of(ca.astype(float), idx)), (lambda idx: accuracy_of(cb.astype(float), idx))
-    elif metric == "top5":
-        ta, tb = np.asarray(top5_a, float), np.asarray(top5_b, float)
-        fa, fb = (lambda idx: accuracy_of(ta, idx)), (lambda idx: accuracy_of(tb, idx))
-    else:
+    if metric == "f1_macro":
         fa, fb = macro_f1_of(labels, pred_a, num_classes), macro_f1_of(labels, pred_b, num_classes)
-    everything = np.arange(n)[None]
-    va, vb = float(fa(everything)[0]), float(fb(everything)[0])
-    lo, hi = paired_bootstrap(fa, fb, n, confidence=confidence, resamples=resamples, seed=seed)
-    p, b, c = mcnemar_exact(ca, cb)
-    return PairedComparison(metric, va, vb, va - vb, lo, hi, confidence, p, n, (b, c), resamples)
+        everything = np.arange(n)[None]
+        va, vb = float(fa(everything)[0]), float(fb(everything)[0])
+        lo, hi = paired_bootstrap(fa, fb, n, confidence=confidence, resamples=resamples, seed=seed)
+        sa, sb = ca, cb  # McNemar on top-1 correctness: a check beside the interval, as for accuracy
+    else:
+        sa, sb = (ca, cb) if metric == "accuracy" else (np.asarray(top5_a, bool), np.asarray(top5_b, bool))
+        va, vb = float(sa.mean()), float(sb.mean())
+        b0, c0 = int(np.sum(sa & ~sb)), int(np.sum(~sa & sb))
+        lo, hi = binary_bootstrap(b0, c0, n, confidence=confidence, resamples=resamples, seed=seed)
+    p, b, c = mcnemar_exact(sa, sb)
+    return PairedComparison(metric, va, vb, va - vb, lo, hi, confidence, p, n, (b, c), resamples,
+                            p_better=mcnemar_better(b, c))

@@ -18,13 +18,22 @@ from cnnray.config import Config, config_hash
 from cnnray.data.example import example_image
 from cnnray.promote.gate import PromoteOptions, run_promote
 from cnnray.run import progress
+from cnnray.run.held_out import evaluate_held_out
 from cnnray.run.outcome import load_best
 from cnnray.run.plan import PreparedRun
-from cnnray.tracking.lineage import lineage_tags
+from cnnray.tracking.lineage import TEST_FINGERPRINT_TAG, lineage_tags
 from cnnray.tracking.model_registry import log_and_register
 from cnnray.tracking.per_class import per_class_report
 from cnnray.tracking.plots import plot_confusion_matrix, plot_learning_curves
-from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_text, metric_history, scratch_dir, set_tags
+from cnnray.tracking.runs import (
+    TrackingContext,
+    log_artifact_file,
+    log_metrics,
+    log_text,
+    metric_history,
+    scratch_dir,
+    set_tags,
+)
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_acc", "val_top5", "lr")
 # Best-epoch metrics copied onto the registered version (what `cnnray registry` shows).
@@ -56,14 +65,21 @@ def finish_training_run(ctx: TrackingContext, cfg: Config, prep: Any, weights: d
                         ray_run_name=prep.run_name, weights=weights_src, extra=extra_tags)
     best = meta.get("best_metrics") or {}
     tags.update({f"cnnray.metric.{k}": f"{float(best[k]):.6g}" for k in VERSION_METRICS if k in best})
-    card = make_card(lineage=tags, training={
-        "best_epoch": meta.get("best_epoch"), "weights": weights_src, "run_id": ctx.run_id,
-        "metrics": {k: best[k] for k in VERSION_METRICS if k in best}})
+    training = {"best_epoch": meta.get("best_epoch"), "weights": weights_src, "run_id": ctx.run_id,
+                "metrics": {k: best[k] for k in VERSION_METRICS if k in best}}
+    # Every selection is made: the one look at the test split, for the version's honest numbers.
+    held = evaluate_held_out(make_card(lineage=tags, training=training), weights, cfg.data, info, prep.loader_kind)
+    if held.metrics:
+        log_metrics(ctx, held.metrics)
+        set_tags(ctx, {TEST_FINGERPRINT_TAG: held.fingerprint})
+    tags.update(held.tags())
+    card = make_card(lineage=tags, training={**training, **held.card_fields()})
     reg = log_and_register(
         ctx, weights, card, example=example_image(cfg.data, info.channels),
         registered_name=cfg.registry.name if cfg.registry.enabled else None, alias=cfg.registry.alias, tags=tags,
     )
-    out = {"model_uri": reg.model_uri, "registered_name": reg.name, "version": reg.version, "alias": reg.alias}
+    out = {"model_uri": reg.model_uri, "registered_name": reg.name, "version": reg.version, "alias": reg.alias,
+           "test_metrics": held.metrics, "test_n": held.n, "test_fingerprint": held.fingerprint or None}
     if cfg.registry.promote and reg.version:
         out["promotion"] = promote_after_registration(ctx, cfg, reg.version)
     return out

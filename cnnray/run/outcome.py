@@ -51,6 +51,10 @@ def format_train_summary(r: dict[str, Any]) -> str:
         f"({r.get('weights', 'raw')} weights)",
         f"run {r['run_name']}  MLflow run {r.get('run_id')}  checkpoint {r.get('checkpoint')}",
     ]
+    t = r.get("test_metrics") or {}
+    if t:  # the selection metric above chose the weights; this is their one look at the held-out split
+        lines.insert(1, f"held-out test: test_acc {100 * t.get('test_acc', 0):.2f}% test_loss "
+                        f"{t.get('test_loss', float('nan')):.4f} on {r.get('test_n')} images (nothing selected on it)")
     if r.get("version"):
         # The URIs every later command takes (the logged model's own models:/m-... id is in --json's model_uri).
         name, version, alias = r["registered_name"], r["version"], r.get("alias")

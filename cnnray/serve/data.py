@@ -1,4 +1,5 @@
-"""Frozen evaluation data for a registered version: the split it was validated on, decoded at its input contract."""
+"""Frozen evaluation data for a registered version: one split (test, held out, by default), decoded at its input
+contract."""
 
 from __future__ import annotations
 
@@ -90,34 +91,12 @@ def load_split(data: DataSection, split: str) -> EvalData:
     data = absolute_data_path(data)
     info = describe_dataset(data)
     if split == "test":
-        x, y = _test_split(data)
+        # deferred (heavy import): pyarrow
+        from cnnray.data.test_split import load_test_split
+
+        t = load_test_split(data)  # the one reader of test images (DataError when the source has no test split)
+        x, y = t.x, t.y
     else:
         tx, ty, vx, vy = load_arrays(data)
         x, y = (vx, vy) if split == "val" else (tx, ty)
     return EvalData(x, y, tuple(info.class_names), info.fingerprint, data.source, split)
-
-
-def _test_split(data: DataSection) -> tuple[torch.Tensor, torch.Tensor]:
-    """root/test/<class>/* of an image folder, or the `test` shards of a Parquet directory."""
-    if data.source == "imagefolder":
-        # deferred (heavy import): pyarrow
-        from cnnray.data.folder import _split, scan_folder
-        from cnnray.data.sources.imagefolder import decode_all
-
-        listing = scan_folder(data.path or "")
-        test_dir = listing.root / "test"
-        if not test_dir.is_dir():
-            raise DataError(f"--split test: {test_dir} does not exist")
-        items = _split(test_dir, {n: i for i, n in enumerate(listing.class_names)}, "test")
-        x = decode_all([p for p, _ in items], data.channels or 3, data.image_size)
-        return x, torch.tensor([c for _, c in items], dtype=torch.int64)
-    if data.source == "parquet":
-        # deferred (heavy import): pyarrow
-        from cnnray.data.manifest import read_manifest, shard_paths
-        from cnnray.data.sources.parquet import _split as parquet_split
-
-        manifest, fs, base = read_manifest(data.path or "")
-        if not shard_paths(manifest, base, "test"):
-            raise DataError(f"--split test: {data.path} has no test shards")
-        return parquet_split(data, "test", manifest, fs, base, data.channels or int(manifest["channels"]))
-    raise DataError(f"--split test: data.source={data.source} has only train and val splits")

@@ -14,6 +14,7 @@ from cnnray.serve.data import check_classes, data_config_for, describe
 from cnnray.serve.options import VersionCommand
 from cnnray.serve.run_eval import evaluate_models, uses_ray
 from cnnray.tracking.evaluation import log_evaluation_run
+from cnnray.tracking.lineage import TEST_FINGERPRINT_TAG
 from cnnray.tracking.model_store import load_version
 
 
@@ -23,7 +24,7 @@ class EvaluateOptions(VersionCommand):
 
     model: str  # models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model
     overrides: tuple[str, ...] = ()  # data.* keys, tracking.uri, tracking.experiment
-    split: str = "val"
+    split: str = "test"  # the held-out split; val and train are what training selected on
     out: str | None = None  # folder for metrics.json, per_class.csv, confusion_matrix.csv/.png
     log: bool = True  # record an MLflow evaluation run
     verbose: bool = False  # show Ray's own logs
@@ -36,11 +37,17 @@ class EvaluateOptions(VersionCommand):
         _ = self.ref, self.keys
 
 
+def split_label(split: str) -> str:
+    """How a split is named in output: whether selection saw it."""
+    return {"test": "test (held out)", "val": "val (the selection split)", "train": "train"}.get(split, split)
+
+
 def _log_run(opts: EvaluateOptions, version: Any, res: Any, data: Any, info: Any, summary: dict[str, Any],
              files: list[Path], names: tuple[str, ...]) -> str:
     """Record the evaluation run (it always keeps its per-class table and matrix: what `cnnray report` shows)."""
     params = {"model_uri": version.label, "split": opts.split, "data.source": data.source,
-              "data.path": data.path, "data_fingerprint": info.fingerprint, "n": res.n}
+              "data.path": data.path, "data_fingerprint": info.fingerprint, "n": res.n,
+              "test_fingerprint": summary.get("test_fingerprint") or ""}
     with tempfile.TemporaryDirectory(prefix="cnnray-eval-") as tmp:
         files = files or tables.write_eval_files(Path(tmp), res, names, summary)
         return log_evaluation_run(opts.keys.tracking_uri, opts.keys.experiment, version, res.metrics,
@@ -58,7 +65,8 @@ def run_evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     res = evaluate_models([clf], data, opts.split)[0]
     trained_on = version.tags.get("cnnray.data_fingerprint") or clf.card.training.get("data_fingerprint")
     names = clf.class_names
-    print(f"{version.label} on {data.source} {opts.split} ({res.n} images, "
+    test_fp = getattr(info, "test_fingerprint", "") if opts.split == "test" else ""
+    print(f"{version.label} on {data.source} {split_label(opts.split)} ({res.n} images, "
           f"{'Ray Data' if uses_ray(data) else 'in-process'}):")
     print(tables.metrics_table(res))
     print("\n" + tables.per_class_table(res, names))
@@ -66,6 +74,8 @@ def run_evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     summary = {"model_uri": version.label, "name": version.name, "version": version.version,
                "split": opts.split, "n": res.n, "metrics": res.metrics, "data_source": data.source,
                "data_fingerprint": info.fingerprint, "same_data_as_training": trained_on == info.fingerprint,
+               "test_fingerprint": test_fp or None,
+               "same_test_set_as_training": (test_fp == version.tags.get(TEST_FINGERPRINT_TAG)) if test_fp else None,
                "confusion_matrix": res.confusion}
     files = []
     if opts.out:

@@ -72,6 +72,16 @@ def decision_summary(record: dict[str, Any]) -> str:
     """What the gate decided, in a few lines."""
     lines = [f"{record['action']} {record.get('registered_model')}: {record['outcome']}"
              f"{' (dry run: nothing changed)' if record.get('dry_run') else ''}", f"  {record['reason']}"]
+    spend = record.get("alpha") or {}
+    data = record.get("data") or {}
+    if spend.get("decision"):
+        lines.append(f"  test set {str(spend['fingerprint'])[:12]}: decision {spend['decision']} of {spend['planned']} at "
+                     f"level {spend['level']:.4g}; alpha left {spend['remaining_after']:.4g} of {spend['alpha']:.4g}")
+    if record.get("selection_split"):
+        lines.append(f"  judged on the selection split {data.get('split')} (--allow-selection-split): tagged "
+                     "cnnray.decision_selection_split; no test budget spent")
+    if record.get("unverified_champion"):
+        lines.append("  the champion records no test set (--allow-unverified-champion): tagged as such")
     after = record.get("aliases_after")
     if after:
         lines.append("  aliases: " + ", ".join(f"@{a} -> v{v}" for a, v in sorted(after.items())))
@@ -81,12 +91,34 @@ def decision_summary(record: dict[str, Any]) -> str:
 
 
 def registry_table(rows: list[dict[str, Any]]) -> str:
-    """Versions, newest first: aliases, key metric, lineage, last decision."""
-    head = f"{'version':>7}  {'aliases':<28} {'val_acc':>7}  {'created (UTC)':<19}  {'data':<12}  {'run':<24}  last decision"
+    """Versions, newest first: aliases, the selection metric (val) and the held-out one (test), lineage, decision."""
+    head = (f"{'version':>7}  {'aliases':<28} {'val_acc':>7} {'test_acc':>8}  {'created (UTC)':<19}  {'data':<12}  "
+            f"{'test set':<12}  {'run':<24}  last decision")
     lines = [head]
     for r in rows:
-        acc = r.get("val_acc")
+        acc, test = r.get("val_acc"), r.get("test_acc")
         lines.append(f"{r['version']:>7}  {', '.join('@' + a for a in r['aliases'])[:28]:<28} "
-                     f"{(f'{float(acc):.4f}' if acc else '-'):>7}  {r['created'][:19]:<19}  {r['data_fingerprint'][:12]:<12}  "
-                     f"{(r['run_name'] or '-')[:24]:<24}  {r['decision'] or '-'}")
+                     f"{(f'{float(acc):.4f}' if acc else '-'):>7} {(f'{float(test):.4f}' if test else '-'):>8}  "
+                     f"{r['created'][:19]:<19}  {r['data_fingerprint'][:12]:<12}  "
+                     f"{(r.get('test_fingerprint') or '-')[:12]:<12}  {(r['run_name'] or '-')[:24]:<24}  "
+                     f"{r['decision'] or '-'}")
+    lines.append("val_acc: the split each version was selected on; test_acc: held out, measured once after training")
+    return "\n".join(lines)
+
+
+def budget_lines(budgets: list[dict[str, Any]]) -> str:
+    """The false-promotion budget of each test set: decisions made and alpha left."""
+    if not budgets:
+        return "promotion budget: no test set recorded yet (versions from before held-out test splits)"
+    lines = ["promotion budget per test set (family-wise alpha over its decisions):"]
+    for b in budgets:
+        mark = "current" if b["current"] else "earlier"
+        if b["alpha"] is None:
+            lines.append(f"  {b['fingerprint'][:12]} ({mark}): no decision yet; full budget (alpha 0.05 over 20 "
+                         "decisions unless the first decision sets --alpha/--decisions)")
+            continue
+        state = "SPENT: make a new test set" if b["decisions"] >= b["planned"] or b["remaining"] <= 1e-12 else (
+            f"next decision at level {b['remaining'] / (b['planned'] - b['decisions']):.4g}")
+        lines.append(f"  {b['fingerprint'][:12]} ({mark}): {b['decisions']}/{b['planned']} decisions, alpha left "
+                     f"{b['remaining']:.4g} of {b['alpha']:.4g}; {state}")
     return "\n".join(lines)

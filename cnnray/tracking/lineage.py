@@ -6,6 +6,10 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+# Version tags of the held-out evaluation at the end of training (the only time training reads test images).
+TEST_FINGERPRINT_TAG = "cnnray.test_fingerprint"
+TEST_COUNT_TAG = "cnnray.test_n"
+
 
 def git_commit(path: str | Path = ".") -> str | None:
     """The HEAD commit of the repository holding `path`, if it is one."""

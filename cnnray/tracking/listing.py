@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
+from cnnray.tracking.lineage import TEST_FINGERPRINT_TAG
 from cnnray.tracking.model_store import client, registered_model
+from cnnray.tracking.promotion import LEDGER_PREFIX
 
 
 def list_versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
@@ -23,6 +26,8 @@ def list_versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
             "version": str(mv.version), "aliases": sorted(by_version.get(str(mv.version), [])),
             "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
             "val_acc": t.get("cnnray.metric.val_acc"), "val_f1_macro": t.get("cnnray.metric.val_f1_macro"),
+            "test_acc": t.get("cnnray.metric.test_acc"), "test_f1_macro": t.get("cnnray.metric.test_f1_macro"),
+            "test_fingerprint": t.get(TEST_FINGERPRINT_TAG, ""),
             "data_fingerprint": t.get("cnnray.data_fingerprint", ""), "config_hash": t.get("cnnray.config_hash", ""),
             "run_name": t.get("cnnray.ray_run_name", ""), "run_id": mv.run_id, "git_commit": t.get("cnnray.git_commit"),
             "format": t.get("cnnray.format", "legacy (pytorch flavor)"),
@@ -30,3 +35,28 @@ def list_versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
             "tags": t,
         })
     return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
+
+
+def test_set_budgets(tracking_uri: str, name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The alpha ledger of every test set decided on, the current one first (the champion's test set, else the
+    newest version's), plus the current one with a full budget when no decision has used it yet."""
+    tags = dict(getattr(registered_model(tracking_uri, name), "tags", {}) or {})
+    champion = next((r for r in rows if "champion" in r["aliases"]), None)
+    current = ((champion or {}).get("test_fingerprint") or next((r["test_fingerprint"] for r in rows
+                                                                  if r["test_fingerprint"]), ""))
+    out = []
+    for key, raw in tags.items():
+        if not key.startswith(LEDGER_PREFIX):
+            continue
+        try:
+            d = json.loads(raw)
+            led = {k: d[k] for k in ("fingerprint", "alpha", "planned", "decisions", "spent")}
+        except (ValueError, KeyError, TypeError):
+            continue  # a tag edited by hand: shown as absent rather than failing the listing
+        led["remaining"] = max(0.0, float(led["alpha"]) - float(led["spent"]))
+        led["current"] = led["fingerprint"] == current
+        out.append(led)
+    if current and not any(r["current"] for r in out):
+        out.append({"fingerprint": current, "alpha": None, "planned": None, "decisions": 0, "spent": 0.0,
+                    "remaining": None, "current": True})
+    return sorted(out, key=lambda r: not r["current"])

@@ -2,7 +2,8 @@
 
 MLflow has no compare-and-set, but creating a registered model is atomic: the store's primary key on
 the name lets exactly one `create_registered_model(NAME.cnnray-lock)` succeed while the others get
-RESOURCE_ALREADY_EXISTS, whichever host they run on, as long as they talk to one tracking server.
+RESOURCE_ALREADY_EXISTS (or RESOURCE_DOES_NOT_EXIST if the holder deleted it just after: see _try_create),
+whichever host they run on, as long as they talk to one tracking server (SQLite or PostgreSQL store: tested).
 
 - acquire: create the lock model with tags `token` (a fresh uuid4) and `expires` (unix time, a lease);
   on RESOURCE_ALREADY_EXISTS wait and retry until `timeout`.
@@ -63,7 +64,10 @@ def _try_create(c, name: str, tags: dict[str, str], description: str) -> bool:
         c.create_registered_model(name, tags=tags, description=description)
         return True
     except MlflowException as e:
-        if _exists_error(e):
+        # RESOURCE_DOES_NOT_EXIST is a lost race too: on the insert's IntegrityError MLflow's SQL store re-reads
+        # the existing model to word its error, and a holder that released (deleted) it in between makes that
+        # read fail. Either way the name was taken when we tried: not acquired, try again.
+        if _exists_error(e) or _missing_error(e):
             return False
         raise
 

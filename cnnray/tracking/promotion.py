@@ -15,6 +15,7 @@ CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous-champion", "challenger"
 SEQ_TAG = "cnnray.decision_seq"  # registered-model tag: decisions applied so far (incremented under the lock)
 HISTORY_TAG = "cnnray.champion_history"  # registered-model tag: JSON list of champion versions, oldest first
 LAST_TAG = "cnnray.last_decision"
+LEDGER_PREFIX = "cnnray.alpha_ledger."  # registered-model tag per test fingerprint: its alpha budget (JSON)
 HISTORY_MAX = 50
 TAG_MAX = 4900  # MLflow's tag value limit is 5000 characters
 
@@ -26,6 +27,17 @@ class Applied:
     applied: bool
     champion_now: str | None
     record: dict[str, Any]
+    tags_now: dict[str, str] | None = None  # the registered model's tags under the lock (for a stale retry)
+
+
+def ledger_tag(fingerprint: str) -> str:
+    """The registered-model tag that holds the alpha ledger of one test set."""
+    return f"{LEDGER_PREFIX}{fingerprint[:40]}"
+
+
+def model_tags(tracking_uri: str, name: str) -> dict[str, str]:
+    """The registered model's tags (UserInputError when the model does not exist)."""
+    return dict(getattr(registered_model(tracking_uri, name), "tags", {}) or {})
 
 
 def aliases(tracking_uri: str, name: str) -> dict[str, str]:
@@ -49,7 +61,17 @@ def _record_tags(c, name: str, version: str, record: dict[str, Any]) -> None:
         "cnnray.decision_metric": record.get("metric", ""),
         "cnnray.decision_champion_version": str(record.get("champion_version") or ""),
         "cnnray.decision_fingerprint": str((record.get("data") or {}).get("fingerprint", "")),
+        "cnnray.decision_split": str((record.get("data") or {}).get("split", "")),
     }
+    spend = record.get("alpha") or {}
+    if spend:
+        tags["cnnray.decision_level"] = f"{spend['level']:.6g}"
+        if spend.get("decision"):
+            tags["cnnray.decision_test_set_decision"] = f"{spend['decision']}/{spend['planned']}"
+            tags["cnnray.decision_test_fingerprint"] = str(spend.get("fingerprint", ""))
+    for flag in ("selection_split", "unverified_champion"):
+        if record.get(flag):
+            tags[f"cnnray.decision_{flag}"] = "true"
     for k in ("candidate", "champion", "delta", "ci_low", "ci_high", "p_value", "n"):
         if k in comparison:
             tags[f"cnnray.decision_{k}"] = str(comparison[k])
@@ -64,17 +86,22 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_decision(tracking_uri: str, name: str, candidate: str, champion_seen: str | None, promote: bool,
-                   record: dict[str, Any]) -> Applied:
+                   record: dict[str, Any], tag_cas: dict[str, tuple[str | None, str]] | None = None) -> Applied:
     """Compare-and-set: under the lock, move `champion` to `candidate` (old one -> `previous-champion`)
-    only if `champion` is still `champion_seen`; record the decision either way it went."""
+    only if `champion` is still `champion_seen` and every tag of `tag_cas` (key -> (expected, new)) still
+    holds its expected value (None: absent); then write the new tag values (the alpha ledger) and record
+    the decision, all under the same lock, so concurrent decisions are neither lost nor counted twice."""
     c = client(tracking_uri)
     with registry_lock(tracking_uri, name):
         rm = c.get_registered_model(name)
         now = {a: str(v) for a, v in (rm.aliases or {}).items()}
         champion_now = now.get(CHAMPION)
-        if champion_now != champion_seen:
-            return Applied(False, champion_now, record)
         tags = dict(rm.tags or {})
+        cas = tag_cas or {}
+        if champion_now != champion_seen or any(tags.get(k) != want for k, (want, _) in cas.items()):
+            return Applied(False, champion_now, record, tags)
+        for k, (_, new) in cas.items():
+            c.set_registered_model_tag(name, k, new)
         seq = int(tags.get(SEQ_TAG, "0")) + 1
         record = {**record, "seq": seq, "aliases_before": now}
         after = dict(now)

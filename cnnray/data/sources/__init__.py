@@ -1,4 +1,6 @@
-"""Data sources: each module offers `describe(cfg) -> DatasetInfo` (cheap) and `load(cfg) -> SplitArrays`."""
+"""Data sources: each module offers `describe(cfg) -> DatasetInfo` (cheap), `load(cfg) -> SplitArrays` (train and
+val: what training reads) and `load_test(cfg) -> TestArrays | None` (the held-out test split, None when there is
+none), which only `cnnray.data.test_split.load_test_split` calls."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""CIFAR-10/100 from the standard python-pickle batches on local disk; the official test set is the val split."""
+"""CIFAR-10/100 from the standard python-pickle batches on local disk.
+
+The official test batch is the held-out test split (data.test_fraction is ignored: CIFAR has its own), and val
+is a seeded, stratified data.val_fraction of the train batches (before test splits existed, val was the test
+batch)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ import torch
 
 from cnnray.config.data import DataSection
 from cnnray.data.convert import convert_stats
-from cnnray.data.info import DatasetInfo, SplitArrays
+from cnnray.data.info import DatasetInfo, SplitArrays, TestArrays
 from cnnray.data.safe_pickle import safe_loads
-from cnnray.data.sources.common import check_labels, finish, require_path
+from cnnray.data.sources.common import check_labels, finish, held_out_arrays, require_path
+from cnnray.data.split import stratified_split3
 from cnnray.errors import DataError
 
 
@@ -84,38 +89,81 @@ def _batch(path: Path, layout: Layout, hasher: Any) -> tuple[np.ndarray, np.ndar
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def read(cfg: DataSection) -> tuple[SplitArrays, str]:
-    """Native 32x32 RGB arrays of both splits and a sha256 over the batch files' bytes."""
-    d, layout = find_dir(cfg)
-    hasher = hashlib.sha256(cfg.source.encode())
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+def _names(d: Path, layout: Layout, hasher: Any) -> tuple[str, ...]:
     meta, raw = _read(d / layout.meta)
     hasher.update(raw)
     if layout.names_key not in meta:
         raise DataError(f"{d / layout.meta}: missing key '{layout.names_key}'")
-    names = tuple(_text(n) for n in meta[layout.names_key])
+    return tuple(_text(n) for n in meta[layout.names_key])
+
+
+def _train(d: Path, layout: Layout, k: int, hasher: Any) -> Arrays:
     parts = [_batch(d / n, layout, hasher) for n in layout.train]
-    vx, vy = _batch(d / layout.test, layout, hasher)
-    tx, ty = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    check_labels(ty, len(names), f"{d} (train batches)")
-    check_labels(vy, len(names), f"{d / layout.test}")
-    arrays = SplitArrays(torch.from_numpy(tx), torch.from_numpy(ty), torch.from_numpy(vx), torch.from_numpy(vy), names)
-    return arrays, hasher.hexdigest()
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    check_labels(y, k, f"{d} (train batches)")
+    return x, y
+
+
+def _test(d: Path, layout: Layout, k: int, hasher: Any) -> tuple[Arrays, str]:
+    """The test batch and the sha256 of its file's bytes (what `sha256sum` prints)."""
+    test_hasher = hashlib.sha256()
+    x, y = _batch(d / layout.test, layout, _Both(hasher, test_hasher))
+    check_labels(y, k, f"{d / layout.test}")
+    return (x, y), test_hasher.hexdigest()
+
+
+class _Both:
+    """Feeds one read of a file to two hashers (the whole set's fingerprint and the test split's)."""
+
+    def __init__(self, *hashers: Any) -> None:
+        self.hashers = hashers
+
+    def update(self, data: bytes) -> None:
+        for h in self.hashers:
+            h.update(data)
+
+
+def _train_val(cfg: DataSection, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    # val comes off the train batches; test_fraction=0 because the test batch is the test split
+    tr, va, _ = stratified_split3(labels, cfg.val_fraction, 0.0, cfg.split_seed)
+    return torch.from_numpy(tr), torch.from_numpy(va)
 
 
 def load(cfg: DataSection) -> SplitArrays:
-    """Train (the five/one train batches) and val (the test batch) at data.image_size and data.channels."""
-    a, _ = read(cfg)
-    return finish(cfg, a.train_x, a.train_y, a.val_x, a.val_y, a.class_names, native_channels=3)
+    """Train and val (both from the train batches) at data.image_size and data.channels; never the test batch."""
+    d, layout = find_dir(cfg)
+    h = hashlib.sha256()
+    names = _names(d, layout, h)
+    x, y = (torch.from_numpy(v) for v in _train(d, layout, len(names), h))
+    tr, va = _train_val(cfg, y.numpy())
+    return finish(cfg, x[tr], y[tr], x[va], y[va], names, native_channels=3)
+
+
+def load_test(cfg: DataSection) -> TestArrays | None:
+    """The official test batch (data.test_fraction is ignored); called only by cnnray.data.test_split."""
+    d, layout = find_dir(cfg)
+    h = hashlib.sha256()
+    names = _names(d, layout, h)
+    (x, y), fp = _test(d, layout, len(names), h)
+    return held_out_arrays(cfg, torch.from_numpy(x), torch.from_numpy(y), names, fp, native_channels=3)
 
 
 def describe(cfg: DataSection) -> DatasetInfo:
-    """Reads the batches (to count and fingerprint them); mean/std are the published constants."""
-    a, fp = read(cfg)
+    """Reads every batch (to count, check and fingerprint them); mean/std are the published constants."""
+    d, layout = find_dir(cfg)
+    h = hashlib.sha256(cfg.source.encode())  # the whole set: meta, train batches, test batch, in that order
+    names = _names(d, layout, h)
+    _, ty = _train(d, layout, len(names), h)
+    (_, test_y), test_fp = _test(d, layout, len(names), h)
     c = cfg.channels or 3
     s = cfg.image_size
-    layout = LAYOUTS[cfg.source]
     stats = convert_stats(layout.mean, layout.std, c)
-    n = int(a.train_x.shape[0])
-    return DatasetInfo(source=cfg.source, num_classes=len(a.class_names), class_names=a.class_names, channels=c,
-                       image_size=s, num_train=n, num_val=int(a.val_x.shape[0]), fingerprint=fp,
-                       mean=stats[0], std=stats[1], nbytes_train=n * c * s * s)
+    tr, va = _train_val(cfg, ty)
+    n, n_test = len(tr), len(test_y)
+    return DatasetInfo(source=cfg.source, num_classes=len(names), class_names=names, channels=c,
+                       image_size=s, num_train=n, num_val=len(va), fingerprint=h.hexdigest(),
+                       mean=stats[0], std=stats[1], nbytes_train=n * c * s * s, num_test=n_test,
+                       test_fingerprint=test_fp if n_test else "")

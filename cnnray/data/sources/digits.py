@@ -1,4 +1,4 @@
-"""scikit-learn's bundled 8x8 digits (1797 images, values 0-16), split with a seeded stratified split."""
+"""scikit-learn's bundled 8x8 digits (1797 images, values 0-16), split train/val/test with a seeded stratified split."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from cnnray.config.data import DataSection
-from cnnray.data.info import DatasetInfo, SplitArrays
-from cnnray.data.sources.common import finish, info_from_arrays
-from cnnray.data.split import stratified_split
+from cnnray.data.info import DatasetInfo, SplitArrays, TestArrays
+from cnnray.data.sources.common import content_fingerprint, finish, held_out_arrays, info_from_arrays
+from cnnray.data.split import stratified_split3
 
 CLASS_NAMES = tuple(str(i) for i in range(10))
 
@@ -45,16 +45,31 @@ def native() -> tuple[np.ndarray, np.ndarray]:
     return x, target.astype(np.int64)
 
 
+def _split(cfg: DataSection, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return stratified_split3(y, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+
+
 def load(cfg: DataSection) -> SplitArrays:
-    """Train/val arrays at data.image_size (1 channel unless data.channels=3)."""
+    """Train/val arrays at data.image_size (1 channel unless data.channels=3); the test split is never here."""
     x, y = native()
-    tr, va = stratified_split(y, cfg.val_fraction, cfg.split_seed)
+    tr, va, _ = _split(cfg, y)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     return finish(cfg, xt[tr], yt[tr], xt[va], yt[va], CLASS_NAMES, native_channels=1)
+
+
+def load_test(cfg: DataSection) -> TestArrays | None:
+    """The held-out split (data.test_fraction of each class); read only through cnnray.data.test_split."""
+    x, y = native()
+    te = _split(cfg, y)[2]
+    fp = content_fingerprint("digits-test", x[te], y[te])
+    xt, yt = torch.from_numpy(x[te]), torch.from_numpy(y[te])
+    return held_out_arrays(cfg, xt, yt, CLASS_NAMES, fp, native_channels=1)
 
 
 def describe(cfg: DataSection) -> DatasetInfo:
     """Loads the (tiny) set to measure its stats; the fingerprint covers the native images and labels."""
     x, y = native()
     fp = hashlib.sha256(b"digits\n" + x.tobytes() + y.tobytes()).hexdigest()
-    return info_from_arrays(cfg, load(cfg), fp)
+    te = _split(cfg, y)[2]
+    return info_from_arrays(cfg, load(cfg), fp, num_test=len(te),
+                            test_fingerprint=content_fingerprint("digits-test", x[te], y[te]))

@@ -8,9 +8,9 @@ import math
 import torch
 
 from cnnray.config.data import DataSection
-from cnnray.data.info import DatasetInfo, SplitArrays
-from cnnray.data.sources.common import finish, info_from_arrays
-from cnnray.data.split import stratified_split
+from cnnray.data.info import DatasetInfo, SplitArrays, TestArrays
+from cnnray.data.sources.common import content_fingerprint, finish, held_out_arrays, info_from_arrays
+from cnnray.data.split import stratified_split3
 
 DEFAULT_CLASSES = 10
 
@@ -43,16 +43,32 @@ def _generate(cfg: DataSection) -> tuple[torch.Tensor, torch.Tensor, int]:
     return x, y, k
 
 
+def _names(k: int) -> tuple[str, ...]:
+    return tuple(f"class_{i}" for i in range(k))
+
+
 def load(cfg: DataSection) -> SplitArrays:
-    """Generate at data.image_size (3 channels unless data.channels=1), seeded by data.split_seed."""
+    """Generate at data.image_size (3 channels unless data.channels=1), seeded by data.split_seed; train/val."""
     x, y, k = _generate(cfg)
-    tr, va = stratified_split(y.numpy(), cfg.val_fraction, cfg.split_seed)
-    names = tuple(f"class_{i}" for i in range(k))
-    return finish(cfg, x[tr], y[tr], x[va], y[va], names, native_channels=x.shape[1])
+    tr, va, _ = stratified_split3(y.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    return finish(cfg, x[tr], y[tr], x[va], y[va], _names(k), native_channels=x.shape[1])
+
+
+def _test(cfg: DataSection) -> tuple[torch.Tensor, torch.Tensor, int, str]:
+    x, y, k = _generate(cfg)
+    te = torch.from_numpy(stratified_split3(y.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)[2])
+    return x[te], y[te], k, content_fingerprint("synthetic-test", x[te], y[te])
+
+
+def load_test(cfg: DataSection) -> TestArrays | None:
+    """The held-out split; read only through cnnray.data.test_split."""
+    x, y, k, fp = _test(cfg)
+    return held_out_arrays(cfg, x, y, _names(k), fp, native_channels=x.shape[1])
 
 
 def describe(cfg: DataSection) -> DatasetInfo:
     """Generates the set (cheap) to fingerprint its bytes and measure its stats."""
     x, y, _ = _generate(cfg)
     fp = hashlib.sha256(b"synthetic\n" + x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()
-    return info_from_arrays(cfg, load(cfg), fp)
+    tx, _, _, tfp = _test(cfg)
+    return info_from_arrays(cfg, load(cfg), fp, num_test=int(tx.shape[0]), test_fingerprint=tfp)
