@@ -42,7 +42,7 @@ def test_parquet_evaluate_and_predict_through_ray_data(ray_local, mlflow_server,
               f"data.path={shards}", "--no-log", "--json"]
     streamed = _run(evaluate.main, common, capsys)
     in_memory = _run(evaluate.main, common + ["data.loader=memory"], capsys)
-    assert streamed["n"] == in_memory["n"] == 359
+    assert streamed["n"] == in_memory["n"] == 269  # the held-out test shards (the default split)
     assert streamed["confusion_matrix"] == in_memory["confusion_matrix"]
     for k, v in in_memory["metrics"].items():
         assert streamed["metrics"][k] == pytest.approx(v, abs=1e-5), k
@@ -50,9 +50,9 @@ def test_parquet_evaluate_and_predict_through_ray_data(ray_local, mlflow_server,
 
     out = tmp_path / "preds" / "predictions.parquet"
     res = _run(predict.main, ["--model", "models:/batch@challenger", "--data", "parquet", str(shards), "--out", str(out),
-                              "--split", "val", f"tracking.uri={mlflow_server}", "--json"], capsys)
+                              "--split", "test", f"tracking.uri={mlflow_server}", "--json"], capsys)
     table = pq.read_table(out)
-    assert res["rows"] == table.num_rows == 359
+    assert res["rows"] == table.num_rows == 269
     assert {"path", "label", "class_index", "class_name", "probability", "top_classes"} <= set(table.column_names)
     idx, labels = table["class_index"].to_numpy(), table["label"].to_numpy()
     assert np.mean(idx == labels) == pytest.approx(in_memory["metrics"]["acc"])
