@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +20,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 REPO = Path(__file__).resolve().parents[1]
+import split_audit  # noqa: E402 - before any process starts, so that all of them inherit the audit file
+
+SPLIT_AUDIT = split_audit.install(Path(tempfile.gettempdir()))
 
 
 # A test that uses one of these starts real Ray, MLflow, a 3-node cluster, a live training or Chromium:
@@ -53,6 +57,17 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def split_audit_guard():
+    """Fails a test during which training or search code read test images (see split_audit.py); a test that
+    expects reads asks for this fixture and looks at `.lines()`."""
+    SPLIT_AUDIT.mark()
+    yield SPLIT_AUDIT
+    leaks = SPLIT_AUDIT.leaks()
+    if leaks:
+        pytest.fail(f"test images read by selection code: {leaks}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray cluster shared by every test that needs one (started once: it costs seconds)."""
@@ -64,7 +79,8 @@ def ray_local():
         # 4 logical CPUs on 2 cores: room for a 2-worker trainer plus its controller and data tasks.
         # Started the way `cnnray train` starts its own: on 127.0.0.1, ended by a watchdog if pytest dies.
         start_local_ray(num_cpus=4, log_to_driver=False, configure_logging=False,
-                        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
+                        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+                                                    split_audit.AUDIT_ENV: str(SPLIT_AUDIT.path)}})
     yield ray
     ray.shutdown()
 

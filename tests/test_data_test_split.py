@@ -27,7 +27,7 @@ from cnnray.data.manifest import fingerprint_of
 from cnnray.data.prepare import prepare_dataset
 from cnnray.data.sources import digits
 from cnnray.data.split import stratified_split, stratified_split3
-from cnnray.data.test_split import AUDIT_ENV, NoTestSplitError, load_test_split
+from cnnray.data.test_split import AUDIT_ENV, AUDIT_FRAMES, NoTestSplitError, load_test_split
 from cnnray.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,6 +326,7 @@ def _read_through_a_helper(cfg: DataSection) -> int:
 def test_audit_hook_records_each_read(tmp_path, monkeypatch):
     cfg = DataSection(source="synthetic", samples_per_class=10, image_size=8)
     log = tmp_path / "audit.jsonl"
+    monkeypatch.delenv(AUDIT_ENV)  # the suite's guard sets it for every test (split_audit.py)
     load_test_split(cfg)
     assert not log.exists()  # off unless the variable is set
     monkeypatch.setenv(AUDIT_ENV, str(log))
@@ -335,7 +336,7 @@ def test_audit_hook_records_each_read(tmp_path, monkeypatch):
     fp = describe_dataset(cfg).test_fingerprint
     assert [(r["pid"], r["source"], r["n"], r["fingerprint"]) for r in lines] == [(os.getpid(), "synthetic", n, fp)] * 2
     frames = lines[0]["stack"].split(" <- ")
-    assert len(frames) == 6 and frames[0] == f"{__name__}:_read_through_a_helper"
+    assert len(frames) == AUDIT_FRAMES and frames[0] == f"{__name__}:_read_through_a_helper"
     assert frames[1] == f"{__name__}:test_audit_hook_records_each_read"
     assert lines[1]["stack"].startswith(f"{__name__}:test_audit_hook_records_each_read <- ")
 
@@ -351,6 +352,23 @@ def test_audit_lines_from_concurrent_processes_do_not_interleave(tmp_path):
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(lines) == 60 and len({r["pid"] for r in lines}) == 3
     assert all(r["stack"].startswith("__main__:<module>") for r in lines)
+
+
+def test_the_suites_guard_sees_reads_and_flags_only_selection_code(split_audit_guard):
+    """The guard every test runs under (conftest.py) is live and tells the held-out look from a leak."""
+    import split_audit
+
+    assert split_audit.AUDIT_ENV == AUDIT_ENV and os.environ[AUDIT_ENV] == str(split_audit_guard.path)
+    _read_through_a_helper(DataSection(source="synthetic", samples_per_class=10, image_size=8))
+    (line,) = split_audit_guard.lines()
+    assert line["stack"].startswith(f"{__name__}:_read_through_a_helper") and not split_audit_guard.leaks()
+    leak = {**line, "stack": "cnnray.serve.data:load_split <- cnnray.run.rank_loop:_loaders <- cnnray.run.rank_loop:run_loop"}
+    look = {**line, "stack": "cnnray.serve.data:load_split <- cnnray.run.held_out:evaluate_held_out <- "
+                             "cnnray.run.finish:finish_training_run <- cnnray.tune.runs:register_best"}
+    with open(split_audit_guard.path, "a") as f:
+        f.write(json.dumps(leak) + "\n" + json.dumps(look) + "\n")
+    assert split_audit_guard.leaks() == [leak]
+    split_audit_guard.mark()  # the planted leak is not this test's failure
 
 
 def test_only_test_split_calls_a_sources_load_test():

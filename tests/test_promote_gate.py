@@ -210,6 +210,17 @@ def test_concurrent_promotions_end_where_the_rule_says(registry_server, digits_m
             champion = rec["candidate_version"]
     assert champion == "2"
     assert not any(rm.name.endswith(".cnnray-lock") for rm in client.search_registered_models())
+    # The test set's alpha ledger counts every judged decision once, and spent what their levels say: no
+    # decision lost or double-counted by the race (the ledger moves with the champion, compare-and-set).
+    from cnnray.promote import Ledger
+    from cnnray.tracking.promotion import LEDGER_PREFIX
+
+    (raw,) = [v for k, v in client.get_registered_model(name).tags.items() if k.startswith(LEDGER_PREFIX)]
+    ledger = Ledger.from_json(raw)
+    judged = [r for r in records if (r.get("alpha") or {}).get("decision")]
+    # The first, champion-less call tested no difference and spent nothing.
+    assert len(judged) == 3 and sorted(r["alpha"]["decision"] for r in judged) == [1, 2, 3] and ledger.decisions == 3
+    assert ledger.spent == pytest.approx(sum(r["alpha"]["level"] for r in judged)) and ledger.remaining > 0
 
 
 def test_lock_is_exclusive_and_an_expired_one_is_broken(registry_server):

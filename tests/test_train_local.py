@@ -127,8 +127,9 @@ def test_store_ranks_by_the_minimum_for_val_loss(tmp_path):
 # ---------------------------------------------------------------- real runs
 
 @pytest.mark.slow
-def test_default_shaped_run_trains_locally_records_and_registers(tmp_path):
-    """Two local DDP ranks, no Ray: FINISHED, every epoch in MLflow, checkpoints in the run folder, registered."""
+def test_default_shaped_run_trains_locally_records_and_registers(tmp_path, split_audit_guard):
+    """Two local DDP ranks, no Ray: FINISHED, every epoch in MLflow, checkpoints in the run folder, registered;
+    the test images were read once, by the held-out evaluation of the chosen weights."""
     p = _train(tmp_path, "train.epochs=2", "run.name=loc", "registry.name=loc-model")
     assert p.returncode == 0, p.stderr[-3000:]
     r = _result(p)
@@ -144,6 +145,8 @@ def test_default_shaped_run_trains_locally_records_and_registers(tmp_path):
     history = _client(tmp_path).get_metric_history(r["run_id"], "val_acc")
     assert sorted(m.step for m in history) == [0, 1]
     assert max(m.value for m in history) == pytest.approx(r["best_metrics"]["val_acc"])
+    (read,) = split_audit_guard.lines()
+    assert "cnnray.run.held_out:evaluate_held_out" in read["stack"] and read["n"] == r["test_n"]
 
 
 @pytest.mark.slow
@@ -221,21 +224,24 @@ def test_sigkill_marks_the_run_killed_leaves_no_rank_and_resume_continues(tmp_pa
 
 
 def test_a_local_run_resumes_on_ray_train_and_back(ray_local, tmp_path):
-    """Checkpoints are the same files under both runners: 1 epoch locally, the 2nd on Ray Train, the 3rd locally."""
+    """Checkpoints are the same files under both runners: 1 epoch locally, the 2nd on Ray Train, the 3rd locally.
+    The first ran with tracking off: the resume logs its epoch from the checkpoint's history, so the curve is whole."""
     from cnnray.run.training import run_training
 
     base = [*TINY, "scaling.num_workers=1", f"scaling.storage_path={tmp_path / 'runs'}", "run.name=both",
             "registry.enabled=false", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
-    first = run_training(load_config(overrides=[*base, "train.epochs=1", "scaling.runner=local"]), on_line=print)
-    assert first["status"] == "FINISHED", first
+    first = run_training(load_config(overrides=[*base, "train.epochs=1", "scaling.runner=local",
+                                                "tracking.enabled=false"]), on_line=print)
+    assert first["status"] == "FINISHED" and not first.get("run_id"), first
     second = run_training(load_config(overrides=[*base, "train.epochs=2", "train.resume=true"]), on_line=print)
     assert second["status"] == "FINISHED" and second["epochs_run"] == 2, second
     assert (tmp_path / "runs" / "both" / "checkpoint_manager_snapshot.json").exists()  # Ray Train wrote this one
     third = run_training(load_config(overrides=[*base, "train.epochs=3", "train.resume=true", "scaling.runner=local"]),
                          on_line=print)
     assert third["status"] == "FINISHED" and third["epochs_run"] == 3, third
-    steps = [m.step for m in _client(tmp_path).get_metric_history(first["run_id"], "val_acc")]
-    assert sorted(steps) == [0, 1, 2] and first["run_id"] == second["run_id"] == third["run_id"]
+    history = _client(tmp_path).get_metric_history(second["run_id"], "val_acc")
+    assert sorted(m.step for m in history) == [0, 1, 2] and second["run_id"] == third["run_id"]
+    assert [m.value for m in history if m.step == 0] == [pytest.approx(first["best_metrics"]["val_acc"])]
 
 
 @pytest.mark.slow

@@ -39,7 +39,8 @@ def _steps(uri, run_id, key="val_acc"):
     return sorted(m.step for m in _client(uri).get_metric_history(run_id, key))
 
 
-def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, mlflow_server, tmp_path):
+def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, mlflow_server, tmp_path,
+                                                                     split_audit_guard):
     from cnnray.tune.tuning import run_tune
 
     lines: list[str] = []
@@ -79,6 +80,9 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     assert mv.tags["cnnray.tune_run"] == "asha" and mv.tags["cnnray.trial_id"] == best["trial_id"]
     assert mv.tags["cnnray.tune_parent_run_id"] == parent.info.run_id
     assert any("stopped by the scheduler" in line for line in lines) == (result["counts"]["stopped_early"] > 0)
+    # Three trials trained and one won on val; the test images were read once, for the winner's version.
+    (read,) = split_audit_guard.lines()
+    assert "cnnray.run.held_out:evaluate_held_out" in read["stack"] and "cnnray.tune." in read["stack"]
     # `cnnray report` of the tuned version shows its search: the parent's plots and trials table.
     from cnnray.insight.report_version import report_version
     from cnnray.tracking.uri import parse_model_uri

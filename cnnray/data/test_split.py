@@ -6,7 +6,7 @@ is done) and by `cnnray data prepare`, which copies it into test shards. Each so
 is called from here alone (tests/test_data_test_split.py checks the source tree for other callers).
 
 Test hook: with `CNNRAY_TEST_SPLIT_AUDIT=FILE` in the environment, every call appends one JSON line to FILE:
-{"pid", "source", "n", "fingerprint", "stack"}, where stack is the 6 innermost frames that called
+{"pid", "source", "n", "fingerprint", "stack"}, where stack is the 10 innermost frames that called
 `load_test_split`, as "module:function", innermost first, joined by " <- ". It lets a test prove which code
 (and which process) read test images; it is not meant for production use.
 """
@@ -23,7 +23,7 @@ from cnnray.data.sources import get_source
 from cnnray.errors import DataError
 
 AUDIT_ENV = "CNNRAY_TEST_SPLIT_AUDIT"
-AUDIT_FRAMES = 6
+AUDIT_FRAMES = 10
 __all__ = ["AUDIT_ENV", "NoTestSplitError", "TestArrays", "load_test_split"]
 
 

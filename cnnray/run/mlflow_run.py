@@ -11,7 +11,8 @@ from cnnray.cluster.local_ray import watch_mlflow_run
 from cnnray.config import Config, config_hash
 from cnnray.run.outcome import resume_tags
 from cnnray.run.plan import PreparedRun
-from cnnray.run.resume_check import ResumePoint
+from cnnray.run.resume_check import ResumePoint, epoch_history
+from cnnray.tracking.epoch_logger import log_missing_epochs
 
 
 def open_watched_run(cfg: Config, name: str, *, resume: bool, tags: dict[str, str]) -> Any:
@@ -31,4 +32,7 @@ def open_training_run(prep: PreparedRun, point: ResumePoint | None, prior_status
                                  "cnnray.config_hash": config_hash(cfg), "cnnray.runner": runner})
     if point is not None:
         tracking.runs.set_tags(ctx, resume_tags(point, prior_status, cfg.train.epochs))
+        if point.checkpoint_dir:  # epochs checkpointed but never logged: the driver was killed between, or
+            # tracking was off then; the run's curve is whole either way
+            log_missing_epochs(ctx.uri, ctx.run_id, epoch_history(point.checkpoint_dir))
     return ctx

@@ -24,11 +24,12 @@ from cnnray.data import DatasetInfo, MemoryLoader, MixupCutmix, StreamingLoader,
 from cnnray.errors import ConfigError, NonFiniteLossError, StorageFullError
 from cnnray.loop.engine import Engine
 from cnnray.models.from_config import build_model
-from cnnray.run.checkpoint_files import BEST_FILE, CONFIG_FILE, META_FILE, STATE_FILE
+from cnnray.run.checkpoint_files import BEST_FILE, CONFIG_FILE, HISTORY_KEY, META_FILE, STATE_FILE
 from cnnray.run.failures import is_storage_full, storage_full_error, tree_bytes
 from cnnray.run.init_state import initial_model, teacher_model
 from cnnray.run.loop_config import LoopConfig
 from cnnray.run.test_hooks import FAIL_AT_EPOCH, FAULT_AT_STEP, NAN_AT_STEP
+from cnnray.tracking.epoch_logger import scalar_metrics
 
 
 class LoopSession(Protocol):
@@ -243,6 +244,9 @@ def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = Non
     engine = _build_engine(lc, session, steps_per_epoch)
     model_ready = time.time()
     best, meta = _restore(engine, session, start, cfg)
+    # Every epoch's scalars so far, in each checkpoint: the driver is killed between a checkpoint landing and
+    # MLflow logging its epochs at times, and a resume logs from here what MLflow never received.
+    history: dict[str, dict[str, float]] = dict(meta.pop(HISTORY_KEY, None) or {})
     startup_sent, epochs = False, cfg.train.epochs
     for epoch in range(engine.epoch, epochs):
         train_loader.set_epoch(epoch)
@@ -268,10 +272,12 @@ def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = Non
                                   "first_step": engine.first_step_at}
             startup_sent = True
         best, meta = _best_of(engine, val, metrics, epoch, rank, best, meta)
+        history[str(epoch)] = scalar_metrics(metrics)
         write = done or (epoch + 1) % cfg.train.checkpoint_every == 0
         failure = None
         if write and rank == 0:
-            failure = _write_checkpoint(session, engine, best, {**meta, "epoch": epoch}, cfg, metrics)
+            failure = _write_checkpoint(session, engine, best, {**meta, "epoch": epoch, HISTORY_KEY: history}, cfg,
+                                        metrics)
         else:
             session.report(metrics, None)
         fatal = _agree(failure, rank, world, device) if write else None

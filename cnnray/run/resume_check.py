@@ -18,6 +18,7 @@ import torch
 from cnnray.data.uri import open_location, path_exists
 from cnnray.errors import ConfigError
 from cnnray.ray_compat import SNAPSHOT_FILE, read_checkpoint_snapshot
+from cnnray.run.checkpoint_files import HISTORY_KEY
 from cnnray.run.checkpoints import INDEX_FILE, read_index
 
 STATE_KEYS = {"model", "optimizer", "schedule", "epoch", "global_step", "best_metric", "rng"}
@@ -68,6 +69,15 @@ def check_checkpoint(ckpt_dir: str, model: torch.nn.Module | None = None) -> int
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"{ckpt_dir}/meta.json cannot be read ({type(e).__name__})") from None
     return int(state["epoch"])
+
+
+def epoch_history(ckpt_dir: str) -> dict[int, dict[str, float]]:
+    """{epoch: reported scalars} of every epoch a checkpoint covers (empty for one written before cnnray kept it)."""
+    try:
+        history = json.loads(_read(f"{ckpt_dir}/meta.json")).get(HISTORY_KEY) or {}
+        return {int(e): {str(k): float(v) for k, v in m.items()} for e, m in history.items()}
+    except (ValueError, TypeError, AttributeError, OSError):
+        return {}  # check_checkpoint already vouched for the file; a history it cannot read only loses the back-fill
 
 
 def _describe_previous(run_dir: str, names: list[str], bad: str, model: Any) -> str:

@@ -77,3 +77,25 @@ class EpochLogger:
             written.append(epoch)
         self.pending.clear()
         return written
+
+
+def log_missing_epochs(tracking_uri: str, run_id: str, history: dict[int, dict[str, float]]) -> list[int]:
+    """Log the epochs of `history` that the run has no value for (its driver died after their checkpoint landed
+    and before it logged them); returns those epochs. A resume calls this before any new epoch is reported."""
+    if not history:
+        return []
+    # deferred (heavy import): mlflow
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    # One key every report of this history carries stands for the whole epoch (its metrics go in one batch).
+    key = min(set.intersection(*(set(m) for m in history.values())) or {""})
+    if not key:
+        return []
+    seen = {m.step for m in client.get_metric_history(run_id, key)}
+    missing = sorted(e for e in history if e not in seen)
+    ts = int(time.time() * 1000)
+    for epoch in missing:
+        client.log_batch(run_id, metrics=[Metric(k, v, ts, epoch) for k, v in history[epoch].items()])
+    return missing
