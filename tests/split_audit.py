@@ -16,8 +16,9 @@ AUDIT_ENV = "CNNRAY_TEST_SPLIT_AUDIT"  # cnnray.data.test_split.AUDIT_ENV (not i
 # Code that selects (weights, epochs, trials, winners): a test read under any of these is a leak...
 SELECTING = ("cnnray.tune.", "cnnray.loop.", "cnnray.run.rank_loop", "cnnray.run.local_rank", "cnnray.run.ray_worker",
              "cnnray.run.local_host", "cnnray.run.ray_host", "ray.train.", "ray.tune.")
-# ...unless it is the end-of-run evaluation of the weights already chosen.
-HELD_OUT = "cnnray.run.held_out:"
+# ...unless it is the end-of-run evaluation of the weights already chosen, or the promotion gate judging them
+# (registry.promote=true runs it after registration, inside the training command).
+HELD_OUT = ("cnnray.run.held_out:", "cnnray.promote.gate:")
 
 
 class SplitAudit:
@@ -41,7 +42,7 @@ class SplitAudit:
 
     def leaks(self) -> list[dict]:
         """Reads from selection code that are not the held-out evaluation."""
-        return [r for r in self.lines() if HELD_OUT not in r["stack"]
+        return [r for r in self.lines() if not any(h in r["stack"] for h in HELD_OUT)
                 and any(f" {m}" in f" {frame}" for frame in r["stack"].split(" <- ") for m in SELECTING)]
 
 

@@ -16,7 +16,7 @@ def test_streaming_loader_trains_from_parquet_shards(ray_local, tmp_path):
 
     # A small image set as 3 Parquet shards: data.source=parquet is what a large data set on a cluster looks like.
     # Small, because each streamed epoch costs Ray Data seconds of start-up whatever its size.
-    prepare_dataset(DataSection(source="synthetic", num_classes=4, samples_per_class=60, image_size=16),
+    prepare_dataset(DataSection(source="synthetic", num_classes=4, samples_per_class=120, image_size=16),
                     tmp_path / "pq", shards=3, progress=False)
     cfg = load_config(overrides=[
         "data.source=parquet", f"data.path={tmp_path / 'pq'}", "data.loader=streaming", "data.image_size=16",

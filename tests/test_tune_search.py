@@ -218,18 +218,31 @@ def test_actor_trial_killed_mid_epoch_restarts_from_its_checkpoint(workers, ray_
     _assert_resources_released(ray_local)
 
 
-def test_two_worker_actor_trials_stop_together_and_keep_their_group(ray_local, mlflow_server, tmp_path):
+def test_two_worker_actor_trials_stop_together_and_keep_their_group(ray_local, mlflow_server, tmp_path,
+                                                                    digits_model):
     """DDP trials without Train runs: each trial's actor is rank 0 of rank actors it keeps for the next trial;
-    a scheduler's stop reaches every rank (the next trial in that group would hang otherwise)."""
+    a scheduler's stop reaches every rank (the next trial in that group would hang otherwise). Every trial
+    starts from the same model.init_from weights (the shared trained fixture's), staged once under the search;
+    the backbone stays frozen here, so each trial's backbone is still the file's while the heads, trained at
+    the trials' own learning rates, differ (from a random frozen backbone they all tie, and ASHA stops none)."""
+    import torch
+
+    from cnnray.run.outcome import load_best
     from cnnray.tune.tuning import run_tune
 
+    init = tmp_path / "init.pt"
+    src = digits_model.weights  # a plain ResNet-18/8: fits the space's attn none and cbam (near identity)
+    torch.save(src, init)
     lines: list[str] = []
     cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=ddp", "tune.scheduler=asha",
                                       "tune.num_samples=4", "tune.max_concurrent_trials=1", "tune.trial_workers=2",
-                                      "registry.enabled=false", "tune.seed=3"))
+                                      "registry.enabled=false", "tune.seed=3", f"model.init_from={init}",
+                                      "train.freeze_backbone_epochs=2", "train.ema=false"))
     result = run_tune(cfg, on_line=lines.append)
     assert result["status"] == "FINISHED", result
     assert any("trials in their own actors" in line for line in lines)
+    assert any(line.startswith("initial weights: init.pt") for line in lines), lines
+    assert (tmp_path / "ray" / "ddp" / "init" / "weights.pt").is_file()
     assert not (tmp_path / "ray" / "ddp" / "train").exists()  # no Train run was started
     counts = result["counts"]
     assert counts["failed"] == 0 and counts["finished"] >= 1 and counts["stopped_early"] >= 1, counts
@@ -237,6 +250,10 @@ def test_two_worker_actor_trials_stop_together_and_keep_their_group(ray_local, m
         reports = [json.loads(line) for line in (tmp_path / "ray" / "ddp" / row["trial_id"] / "result.json")
                    .read_text().splitlines()]
         assert [r["world_size"] for r in reports] == [2] * row["epochs_run"] and row["epochs_run"] >= 1
+        (ckpt,) = sorted((tmp_path / "ray" / "ddp" / row["trial_id"]).glob("checkpoint_*"))[-1:]
+        weights, _ = load_best(str(ckpt))
+        for k in ("conv1.weight", "layer2.1.conv2.weight", "layer3.0.bn1.running_var"):
+            assert torch.equal(weights[k], src[k]), (row["trial_id"], k)
     children = _children(mlflow_server, _client(mlflow_server).get_run(result["parent_run_id"]))
     assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
     _assert_resources_released(ray_local)

@@ -1,4 +1,4 @@
-"""`cnnray bench [data|train|tune|predict|cluster|compress|promote|all]`: benchmarks that print ratios measured in one command."""
+"""`cnnray bench [data|train|tune|predict|cluster|compress|promote|transfer|all]`: benchmarks that print ratios measured in one command."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ BENCHES = {
     "cluster": ("cnnray.bench.cluster", "run_cluster_bench", "format_cluster_bench"),
     "compress": ("cnnray.bench.compress", "run_compress_bench", "format_compress_bench"),
     "promote": ("cnnray.bench.promote", "run_promote_bench", "format_promote_bench"),
+    "transfer": ("cnnray.bench.transfer", "run_transfer_bench", "format_transfer_bench"),
 }
 
 
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser("cnnray bench", "Benchmarks; each prints ratios measured in the same run.", config=False)
     parser.add_argument("which", nargs="?", default="all", choices=[*BENCHES, "all"])
     parser.add_argument("--quick", action="store_true", help="train: skip the time-to-accuracy race; compress: a "
-                        "small model trained 2 epochs, 1-epoch fine-tunes; promote: 200 replications per row")
+                        "small model trained 2 epochs, 1-epoch fine-tunes; promote: 200 replications per row; transfer: a narrow "
+                        "model, 2-3 epochs (a smoke run)")
     parser.add_argument("--gpu", action="store_true",
                         help="train: the CUDA GPU table instead (Engine vs a lean loop, CBAM cost; needs no Ray)")
     parser.add_argument("--overhead", type=int, metavar="N", default=None,
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in BENCHES if args.which == "all" else [args.which]:
             module_name, run_name, fmt_name = BENCHES[name]
             module = importlib.import_module(module_name)
-            kwargs = {"quick": True} if name in ("train", "compress", "promote") and args.quick else {}
+            kwargs = {"quick": True} if name in ("train", "compress", "promote", "transfer") and args.quick else {}
             if args.overhead is not None:  # the overhead bench instead of ASHA vs FIFO
                 run_name, fmt_name, kwargs, name = "run_overhead_bench", "format_overhead_bench", {"n": args.overhead}, "tune_overhead"
             print(f"== bench {name}", flush=True)

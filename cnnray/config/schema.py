@@ -57,6 +57,27 @@ class ModelSection(Strict):
         "DropBlock square size in pixels of the feature map"))
     zero_init_residual: bool | None = Field(default=None, description=(
         "zero each residual branch's last norm weight, so every block starts as act(shortcut)"))
+    init_from: str | None = Field(default=None, description=(
+        "first weights: a state_dict file (.pt/.pth/.safetensors, torchvision or cnnray format), "
+        "torchvision:WEIGHTS_NAME (e.g. torchvision:ResNet50_Weights.IMAGENET1K_V2, from TORCH_HOME's cache), "
+        "or a registered version models:/NAME@ALIAS | models:/NAME/VERSION; None: random init"))
+    init_strict: bool = Field(default=True, description=(
+        "with init_from: refuse weights that do not fit (missing, unexpected or mis-shaped keys beyond the head, "
+        "input channels and attention modules); false loads what matches and lists what it skipped"))
+
+    @field_validator("init_from")
+    @classmethod
+    def _init_source(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not v:
+            raise ValueError("empty: give a weights file, torchvision:WEIGHTS_NAME or models:/NAME@ALIAS")
+        if v.startswith("torchvision:") and not re.fullmatch(r"torchvision:\w+_Weights\.\w+", v):
+            raise ValueError(f"{v!r}: expected torchvision:ARCH_Weights.NAME, e.g. torchvision:ResNet50_Weights.IMAGENET1K_V2")
+        if v.startswith("models:/") and not re.fullmatch(r"models:/[^/@]+(@[\w-]+|/\d+)", v):
+            raise ValueError(f"{v!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+        return v
 
 
 class OptimSection(Strict):
@@ -143,6 +164,11 @@ class TrainSection(Strict):
     resume: bool = Field(default=False, description="continue run.name from its latest (or resume_from) checkpoint")
     resume_from: str | None = Field(default=None, description=(
         "with resume: a checkpoint folder name of the run (default: its latest)"))
+    freeze_backbone_epochs: int = Field(default=0, ge=0, description=(
+        "fine-tuning: train only the classifier head for this many first epochs, then every layer "
+        "(one optimizer throughout, so the head keeps its optimizer state)"))
+    freeze_bn: bool = Field(default=True, description=(
+        "while the backbone is frozen, its BatchNorm layers also keep their running statistics (eval mode)"))
 
     @property
     def monitor_mode(self) -> str:

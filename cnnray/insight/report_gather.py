@@ -18,7 +18,8 @@ from cnnray.tracking.runs import TrackingContext, metric_history
 from cnnray.tracking.uri import parse_model_uri
 
 LINEAGE_KEYS = ("cnnray.config_hash", "cnnray.data_fingerprint", "cnnray.git_commit", "cnnray.ray_run_name",
-                "cnnray.weights", "cnnray.best_epoch", "cnnray.tune_run", "cnnray.trial_id")
+                "cnnray.weights", "cnnray.best_epoch", "cnnray.tune_run", "cnnray.trial_id", "cnnray.init_from",
+                "cnnray.init_sha256", "cnnray.parent_version")
 TRAINING_PNGS = ("learning_curves.png", "confusion_matrix.png")
 TUNE_PNGS = ("best_so_far.png", "metric_vs_params.png", "top_trials.png")
 MAX_RUNS = 20  # evaluations and decisions shown per version
@@ -179,15 +180,24 @@ def _search(r: VersionReport, art: _Artifacts, tags: dict[str, str]) -> None:
 
 
 def _chain(r: VersionReport, c: Any, tags: dict[str, str]) -> None:
-    """Follow cnnray.compress.source tags back to the trained version (at most 10 steps: a cycle stops it)."""
+    """Follow cnnray.compress.source (compressed from) and cnnray.parent_version (initialized from, model.init_from)
+    back through the versions a model descends from (at most 10 steps: a cycle stops it)."""
     seen, current = {r.label}, tags
     for _ in range(10):
-        source = current.get("cnnray.compress.source")
+        source, parent = current.get("cnnray.compress.source"), current.get("cnnray.parent_version")
+        if parent and not source:
+            source = f"models:/{parent}"
         if not source or source in seen:
+            if current.get("cnnray.init_from") and not parent:  # a file or torchvision start ends the chain
+                r.chain.append({"version": current["cnnray.init_from"], "method": "init_from",
+                                "note": f"first weights (sha256 {current.get('cnnray.init_sha256', '')[:12]})"})
             return
         seen.add(source)
-        r.chain.append({"version": source, "method": current.get("cnnray.compress.method", ""),
-                        "note": "compressed from it by cnnray compress"})
+        if parent and not current.get("cnnray.compress.source"):
+            r.chain.append({"version": source, "method": "init_from", "note": "trained from its weights (model.init_from)"})
+        else:
+            r.chain.append({"version": source, "method": current.get("cnnray.compress.method", ""),
+                            "note": "compressed from it by cnnray compress"})
         try:
             ref = parse_model_uri(source)
             current = dict(c.get_model_version(ref.name, ref.version).tags or {}) if ref.version else {}

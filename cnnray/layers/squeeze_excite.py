@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ._hidden import reduced_channels
+from .cbam import NEAR_IDENTITY_GATE, gate_logit
 
 
 class SqueezeExcite(nn.Module):
@@ -23,6 +24,15 @@ class SqueezeExcite(nn.Module):
     def attention(self, x: Tensor) -> Tensor:
         """The (B, C, 1, 1) channel gate in (0, 1)."""
         return torch.sigmoid(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
+
+    @torch.no_grad()
+    def near_identity_(self, gate: float = NEAR_IDENTITY_GATE) -> SqueezeExcite:
+        """Start the gate at the constant `gate`, in place (returns self). Why: random sigmoid gates start near 0.5
+        and halve every residual branch of pretrained weights loaded without attention; near 1 each block starts
+        as (almost) the pretrained one, and the zeroed weight still gets gradient, so attention is learned."""
+        self.fc2.weight.zero_()
+        self.fc2.bias.fill_(gate_logit(gate))
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.attention(x).to(x.dtype)

@@ -13,7 +13,9 @@ from cnnray.errors import NonFiniteLossError
 
 _WHERE = {
     "EarlyStopping": "early_stop", "ModelEma": "ema", "unwrap": "ema", "Engine": "engine", "rng_state": "engine",
-    "set_rng_state": "engine", "SoftTargetCrossEntropy": "losses", "build_loss": "losses",
+    "set_rng_state": "engine", "HEAD_NAMES": "freeze", "backbone_norms": "freeze", "backbone_parameters": "freeze",
+    "drop_grads": "freeze", "hold_running_stats": "freeze", "is_head": "freeze", "SoftTargetCrossEntropy": "losses",
+    "build_loss": "losses",
     "MetricAccumulator": "metrics", "build_optimizer": "optim", "param_groups": "optim", "Precision": "precision",
     "resolve_precision": "precision", "Schedule": "schedules", "build_scheduler": "schedules",
 }

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from cnnray.config.schema import Config
 from cnnray.loop.early_stop import EarlyStopping
+from cnnray.loop.freeze import HEAD_NAMES, backbone_norms, backbone_parameters, drop_grads, hold_running_stats
 from cnnray.loop.ema import ModelEma, unwrap
 from cnnray.errors import NonFiniteLossError
 from cnnray.loop.losses import build_loss, distillation_loss
@@ -97,7 +98,12 @@ class Engine:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
         # Built from the plain module, before DDP/compile, so group names and weight decay see real names.
-        self.optimizer = build_optimizer(module, cfg.optim, fused=self.device.type == "cuda" if fused is None else fused)
+        self.optimizer = build_optimizer(module, cfg.optim, HEAD_NAMES,
+                                         fused=self.device.type == "cuda" if fused is None else fused)
+        # Fine-tuning: the backbone's parameters and norm layers, found once by the optimizer's head test.
+        freezing = t.freeze_backbone_epochs > 0
+        self._backbone_params = backbone_parameters(module, HEAD_NAMES) if freezing else []
+        self._backbone_norms = backbone_norms(module, HEAD_NAMES) if freezing and t.freeze_bn else []
         self.mode = t.monitor_mode
         self.optim_steps_per_epoch = math.ceil(max(1, steps_per_epoch) / t.accum_steps)
         self.schedule = build_scheduler(self.optimizer, cfg.schedule, base_lr=cfg.optim.lr,
@@ -133,8 +139,18 @@ class Engine:
     def _better(self, a: float, b: float) -> bool:
         return a < b if self.mode == "min" else a > b
 
+    @property
+    def backbone_frozen(self) -> bool:
+        """Whether the current epoch trains the head only (train.freeze_backbone_epochs)."""
+        # self.epoch counts completed epochs and is checkpointed, so this holds after a resume mid-freeze too.
+        return self.epoch < self.cfg.train.freeze_backbone_epochs
+
     def _optimizer_step(self, micro: int) -> None:
         t = self.cfg.train
+        if self.backbone_frozen:
+            # Before the grads list below: rescaling, poison_grads, unscale and clipping then see the head only.
+            # Dropping grads rather than requires_grad=False keeps DDP's reducer intact (see cnnray.loop.freeze).
+            drop_grads(self._backbone_params)
         grads = [p.grad for p in self.module.parameters() if p.grad is not None]
         if micro < t.accum_steps and grads:
             # A short last group was divided by accum_steps; rescale to the mean over its micro-batches.
@@ -176,6 +192,9 @@ class Engine:
         at the next check (every `check_every` steps, and at the latest when the epoch ends)."""
         t = self.cfg.train
         self.model.train()
+        if self.backbone_frozen:
+            hold_running_stats(self._backbone_norms)  # empty unless train.freeze_bn
+        frozen = self.backbone_frozen  # of this epoch, before self.epoch advances below
         no_sync = getattr(self.wrapped, "no_sync", None)
         start = time.perf_counter()
         loss_total = torch.zeros((), dtype=torch.float32, device=self.device)  # stays on the device
@@ -216,6 +235,8 @@ class Engine:
                "global_step": self.global_step}
         if self.teacher is not None:  # the student's mean KL to the teacher at temperature T (this rank's batches)
             out["train_kl_teacher"] = kl_total.item() / max(samples, 1)
+        if t.freeze_backbone_epochs > 0:  # only then: a plain run's metric set stays as it was
+            out["backbone_frozen"] = 1.0 if frozen else 0.0
         return out
 
     @torch.no_grad()

@@ -15,15 +15,21 @@ The tutorial's hand-written networks are configurations of these models:
 """
 
 from cnnray.models import variants as _variants  # noqa: F401  (registers the named models)
+from cnnray.models.adapt_weights import adapt_input_conv, load_initial_weights
 from cnnray.models.blocks import BasicBlock, Bottleneck
 from cnnray.models.complexity import count_flops, count_params
 from cnnray.models.init import init_classifier, init_weights, zero_init_last_norms
+from cnnray.models.load_report import LoadReport
 from cnnray.models.registry import create_model, list_models, model_options, register_model
 from cnnray.models.resnet import ResNet, scale_width
 from cnnray.models.summary import model_cost, summarize_models
+from cnnray.models.torchvision_weights import torchvision_classes, torchvision_state
+from cnnray.models.weights_file import WeightsError, read_state_file, sha256_file
+from cnnray.models.weights_guess import guess_architecture
 
 __all__ = [
-    "BasicBlock", "Bottleneck", "ResNet", "count_flops", "count_params", "create_model", "init_classifier",
-    "init_weights", "list_models", "model_cost", "model_options", "register_model", "scale_width",
-    "summarize_models", "zero_init_last_norms",
+    "BasicBlock", "Bottleneck", "LoadReport", "ResNet", "WeightsError", "adapt_input_conv", "count_flops",
+    "count_params", "create_model", "guess_architecture", "init_classifier", "init_weights", "list_models",
+    "load_initial_weights", "model_cost", "model_options", "read_state_file", "register_model", "scale_width",
+    "sha256_file", "summarize_models", "torchvision_classes", "torchvision_state", "zero_init_last_norms",
 ]

@@ -61,8 +61,10 @@ def finish_training_run(ctx: TrackingContext, cfg: Config, prep: Any, weights: d
         log_artifact_file(ctx, plot_learning_curves(history, Path(tmp) / "learning_curves.png"))
     weights_src = meta.get("weights", "raw")
     set_tags(ctx, {"cnnray.best_epoch": meta.get("best_epoch"), "cnnray.weights": weights_src})
+    source = getattr(prep, "init_source", None)  # model.init_from: the lineage of the first weights
     tags = lineage_tags(config_hash=config_hash(cfg), data_fingerprint=info.fingerprint,
-                        ray_run_name=prep.run_name, weights=weights_src, extra=extra_tags)
+                        ray_run_name=prep.run_name, weights=weights_src,
+                        extra={**(source.tags() if source is not None else {}), **(extra_tags or {})})
     best = meta.get("best_metrics") or {}
     tags.update({f"cnnray.metric.{k}": f"{float(best[k]):.6g}" for k in VERSION_METRICS if k in best})
     training = {"best_epoch": meta.get("best_epoch"), "weights": weights_src, "run_id": ctx.run_id,

@@ -15,11 +15,15 @@ from cnnray.data import DatasetInfo
 
 @dataclass(frozen=True)
 class InitState:
-    """What a run starts from besides its config (the fine-tunes of `cnnray compress`); see `init_state.py`."""
+    """What a run starts from besides its config (`model.init_from`, the fine-tunes of `cnnray compress`); see
+    `init_state.py`. Weights travel as files under the run's folder (`stage.py`), never inside this plan."""
 
-    weights: str | None = None  # a packed state_dict loaded into the built (and reshaped) model
+    weights_path: str | None = None  # a staged state_dict every rank loads into the built (and reshaped) model
+    # model.init_from: {"strict", "source_classes"}: loaded by the fitting rules (new head, adapted input conv,
+    # attention near identity); None: an exact, strict load (compress's own weights)
+    adapt: dict[str, Any] | None = None
     structure: dict[str, Any] | None = None  # a model card's `compression` entry applied before the weights load
-    teacher: dict[str, Any] | None = None  # {"card", "weights" (packed), "temperature", "alpha"}: distillation
+    teacher: dict[str, Any] | None = None  # {"card", "weights_path" (staged), "temperature", "alpha"}: distillation
     qat: dict[str, Any] | None = None  # {"input_shape": [C, H, W]}: train with fake quantization
 
 

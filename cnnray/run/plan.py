@@ -13,6 +13,7 @@ from cnnray.data.uri import path_exists
 from cnnray.errors import ConfigError
 from cnnray.models.from_config import build_model
 from cnnray.run.claim import refuse_if_in_use
+from cnnray.run.init_from import InitSource, resolve_init_source
 from cnnray.run.loop_config import InitState, LoopConfig
 from cnnray.run.test_hooks import read_test_hooks
 
@@ -32,6 +33,11 @@ class PreparedRun:
     # and the compression entry of the registered model's card (its weights fit that structure).
     init: InitState = field(default_factory=InitState)
     card_compression: dict = field(default_factory=dict)
+    # model.init_from, resolved and checked (`init_from.py`); its tensors are dropped once staged (`stage.py`).
+    init_source: InitSource | None = None
+    # Driver-side tensors of `cnnray compress`, staged as files before the ranks start (then None).
+    init_weights: dict[str, Any] | None = None
+    teacher_weights: dict[str, Any] | None = None
 
 
 def make_loop_config(prep: PreparedRun, threads: int | None = None, *, init_checkpoint: str | None = None,
@@ -69,6 +75,9 @@ def prepare_run(cfg: Config) -> PreparedRun:
         raise ConfigError("train.resume=true needs run.name: the name of the run to continue")
     if cfg.train.resume_from and not resume:
         raise ConfigError("train.resume_from needs train.resume=true (and the run.name it belongs to)")
+    if resume and cfg.model.init_from:
+        raise ConfigError("model.init_from with train.resume=true: a resume continues from its own checkpoint's "
+                          "weights; drop model.init_from")
     name = cfg.run.name or datetime.now().strftime("cnnray-%Y%m%d-%H%M%S")
     storage = storage_root(cfg)
     run_dir = f"{storage.rstrip('/')}/{name}"
@@ -80,7 +89,8 @@ def prepare_run(cfg: Config) -> PreparedRun:
                           "it, or choose another run.name")
     if resume and not exists:
         raise ConfigError(f"train.resume=true but no run named '{name}' exists at {run_dir}")
-    return PreparedRun(cfg, info, kind, name, storage, run_dir, resume)
+    # Last: the weights are read and fitted to the model only when everything cheaper was right.
+    return PreparedRun(cfg, info, kind, name, storage, run_dir, resume, init_source=resolve_init_source(cfg, info))
 
 
 def check_steps_per_epoch(cfg: Config, info: DatasetInfo) -> None:

@@ -178,7 +178,7 @@ def _build_engine(lc: LoopConfig, session: LoopSession, steps_per_epoch: int) ->
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(m, device_ids=ids)
 
-    model = initial_model(build_model(cfg, info.num_classes, info.channels), lc.init)
+    model = initial_model(build_model(cfg, info.num_classes, info.channels), lc.init, info.class_names)
     engine = Engine(model, cfg, steps_per_epoch=steps_per_epoch, num_classes=info.num_classes, device=device,
                     wrap=wrap, mixup=mix if mix.active else None, nan_at_step=lc.test_hooks.get(NAN_AT_STEP))
     engine.on_first_step = getattr(session, "on_first_step", None)

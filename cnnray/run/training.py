@@ -22,6 +22,7 @@ from cnnray.run.local_host import RunFailed, StopRun, choose_runner, run_local
 from cnnray.run.outcome import outcome_of
 from cnnray.run.plan import PreparedRun, make_loop_config, prepare_run
 from cnnray.run.resume_check import ResumePoint, check_resume
+from cnnray.run.stage import stage_initial_weights
 from cnnray.tracking.background import BackgroundRun
 
 OPEN_TRACKING_WITHIN_S = 10.0  # a local run opens its MLflow run at its first step, or after this long
@@ -73,6 +74,9 @@ def run_training(cfg: Config, *, verbose: bool = False, on_line: Callable[[str],
     try:
         # Claimed before any work and held until the end: a second start under this name exits 2.
         claim.acquire(new=not prep.resume)
+        stage_initial_weights(prep)  # model.init_from / compress weights: files every rank reads
+        if prep.init_source is not None:
+            on_line(prep.init_source.summary())
         point = _check_resume(prep) if prep.resume else None
         prior_status = _prior_run(prep, point)[1]
         kwargs = dict(verbose=verbose, on_line=on_line, on_report=on_report)

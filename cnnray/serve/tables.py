@@ -93,7 +93,7 @@ def decision_summary(record: dict[str, Any]) -> str:
 def registry_table(rows: list[dict[str, Any]]) -> str:
     """Versions, newest first: aliases, the selection metric (val) and the held-out one (test), lineage, decision."""
     head = (f"{'version':>7}  {'aliases':<28} {'val_acc':>7} {'test_acc':>8}  {'created (UTC)':<19}  {'data':<12}  "
-            f"{'test set':<12}  {'run':<24}  last decision")
+            f"{'test set':<12}  {'run':<24}  {'parent':<14}  last decision")
     lines = [head]
     for r in rows:
         acc, test = r.get("val_acc"), r.get("test_acc")
@@ -101,9 +101,15 @@ def registry_table(rows: list[dict[str, Any]]) -> str:
                      f"{(f'{float(acc):.4f}' if acc else '-'):>7} {(f'{float(test):.4f}' if test else '-'):>8}  "
                      f"{r['created'][:19]:<19}  {r['data_fingerprint'][:12]:<12}  "
                      f"{(r.get('test_fingerprint') or '-')[:12]:<12}  {(r['run_name'] or '-')[:24]:<24}  "
-                     f"{r['decision'] or '-'}")
+                     f"{_parent(r)[:14]:<14}  {r['decision'] or '-'}")
     lines.append("val_acc: the split each version was selected on; test_acc: held out, measured once after training")
+    lines.append("parent: the registered version (NAME/VERSION) or weights file it was initialized from")
     return "\n".join(lines)
+
+
+def _parent(row: dict[str, Any]) -> str:
+    """The version this one was initialized from (model.init_from), or the file/torchvision weights, or '-'."""
+    return row.get("parent") or row.get("init_from") or "-"
 
 
 def budget_lines(budgets: list[dict[str, Any]]) -> str:

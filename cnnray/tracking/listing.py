@@ -31,6 +31,7 @@ def list_versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
             "data_fingerprint": t.get("cnnray.data_fingerprint", ""), "config_hash": t.get("cnnray.config_hash", ""),
             "run_name": t.get("cnnray.ray_run_name", ""), "run_id": mv.run_id, "git_commit": t.get("cnnray.git_commit"),
             "format": t.get("cnnray.format", "legacy (pytorch flavor)"),
+            "parent": t.get("cnnray.parent_version"), "init_from": t.get("cnnray.init_from"),
             "decision": f"{decision} (#{t.get('cnnray.decision_seq')}, {t.get('cnnray.decision_time', '')})" if decision else None,
             "tags": t,
         })

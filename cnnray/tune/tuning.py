@@ -16,10 +16,12 @@ from cnnray.cluster.local_ray import unwatch_mlflow_run
 from cnnray.cluster.ray_session import GracefulStop, ensure_ray
 from cnnray.config import Config
 from cnnray.errors import ConfigError
+from cnnray.models import load_initial_weights
 from cnnray.models.from_config import build_model
 from cnnray.run.claim import RunClaim
 from cnnray.run.mlflow_run import open_watched_run
 from cnnray.run.plan import prepare_run
+from cnnray.run.stage import stage_initial_weights
 from cnnray.run.test_hooks import read_test_hooks
 from cnnray.tune.plan import (
     SearchIdentity,
@@ -56,7 +58,9 @@ def resolve_search(cfg: Config, space_ref: str | None = None) -> tuple[Config, S
 
 
 def _check_model_edges(space: SearchSpace, prep: Any) -> None:
-    """Build the model at every edge of each searched model.* key: unknown layer names fail here, not in a trial."""
+    """Build the model at every edge of each searched model.* key (and fit model.init_from's weights into it):
+    unknown layer names and weights that do not fit fail here, not in a trial."""
+    source = prep.init_source
     for p in space.params.values():
         if not p.key.startswith("model."):
             continue
@@ -64,7 +68,10 @@ def _check_model_edges(space: SearchSpace, prep: Any) -> None:
             parents = {parent: allowed[0] for parent, allowed in p.when.items()}
             try:
                 cfg = trial_config(prep.cfg, space, {**parents, p.key: value})
-                build_model(cfg, prep.info.num_classes, prep.info.channels)
+                model = build_model(cfg, prep.info.num_classes, prep.info.channels)
+                if source is not None:
+                    load_initial_weights(model, source.state, strict=cfg.model.init_strict, source_classes=source.classes,
+                                         target_classes=prep.info.class_names or None)
             except Exception as e:  # noqa: BLE001 - any refusal of the model is bad input
                 raise ConfigError(f"search space '{space.name}': {p.key}={value!r}: {e}") from None
 
@@ -84,6 +91,9 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
     # The search name is claimed before any work: a second search under it exits 2 naming the holder.
     claim = RunClaim(ident.path, what="search").acquire(new=not ident.resume)
     try:
+        stage_initial_weights(prep, ident.path)  # model.init_from: one file under the search for every trial
+        if prep.init_source is not None:
+            on_line(prep.init_source.summary())
         return _run_search(cfg, space, ident, base, prep, runner, t0, verbose=verbose, on_line=on_line)
     finally:
         claim.release(remove_if_unused=True)
@@ -121,7 +131,8 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
         # A resumed search re-attaches to its parent run (start_run finds it) and its logged params.
         ctx = open_watched_run(cfg, ident.name, resume=ident.resume,
                                tags={"cnnray.kind": "tune", "cnnray.space": space.name,
-                                     "cnnray.data_fingerprint": prep.info.fingerprint})
+                                     "cnnray.data_fingerprint": prep.info.fingerprint,
+                                     **(prep.init_source.tags() if prep.init_source is not None else {})})
         children = ChildRuns(ctx.uri, cfg.tracking.experiment, ctx.experiment_id)
     if not ident.resume:
         save_search_state(ident, cfg, space)

@@ -17,7 +17,6 @@ import torch
 from cnnray.config import Config, load_config
 from cnnray.config.loader import parse_value
 from cnnray.errors import ConfigError
-from cnnray.run.init_state import pack_state
 from cnnray.run.loop_config import InitState
 from cnnray.run.outcome import load_best
 from cnnray.run.plan import prepare_run
@@ -94,11 +93,15 @@ def run_compress_training(cfg: Config, *, structure: dict[str, Any] | None = Non
                           init_weights: dict[str, torch.Tensor] | None = None, teacher: dict[str, Any] | None = None,
                           qat: dict[str, Any] | None = None, on_line: Callable[[str], None] = print) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train; returns (best weights, the training result object). CompressTrainingFailed if it did not finish."""
+    # Its weights are the source version's: an init_from of the config it was trained with does not apply.
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"init_from": None})})
     prep = prepare_run(cfg)
-    prep.init = InitState(
-        weights=pack_state(init_weights) if init_weights is not None else None,
-        structure={"steps": [structure]} if structure else None,
-        teacher={**teacher, "weights": pack_state(teacher["weights"])} if teacher is not None else None, qat=qat)
+    # The tensors are staged as files under the run's folder when it starts (`cnnray/run/stage.py`).
+    prep.init = InitState(structure={"steps": [structure]} if structure else None,
+                          teacher={k: v for k, v in teacher.items() if k != "weights"} if teacher is not None else None,
+                          qat=qat)
+    prep.init_weights = init_weights
+    prep.teacher_weights = teacher["weights"] if teacher is not None else None
     if structure:
         prep.card_compression = {"method": structure.get("method"), "steps": [structure]}
     result = run_training(prep.cfg, prepared=prep, on_line=on_line)
