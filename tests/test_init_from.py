@@ -200,6 +200,8 @@ def test_continual_training_on_a_superset_keeps_known_rows_and_records_the_paren
     src = prep.init_source
     assert src.parent == "parent/1" and src.classes == tuple(names) and src.label == "models:/parent/1"
     assert prep.info.class_names[1] == "00_square"
+    # The parent normalized with digits' own statistics, this data (with bright squares) has others: said.
+    assert any(line.startswith("normalization differs from models:/parent/1") for line in src.report), src.report
     from cnnray.models.from_config import build_model
     from cnnray.run.init_state import initial_model
 
@@ -245,3 +247,16 @@ def test_registered_sources_that_cannot_fit_exit_2(parent):
         assert all(w in str(e.value) for w in words), str(e.value)
     with pytest.raises(ConfigError, match="image_size"):
         prepare_run(load_config(overrides=[*base, "data.image_size=24", "model.init_from=models:/parent/1"]))
+
+
+def test_the_finetune_config_starts_from_a_registered_champion(parent):
+    """`--config finetune`: the champion by default, the tutorial's layer-wise rates, the head alone first."""
+    tmp, uri = parent
+    assert load_config("finetune").model.init_from == "models:/cnnray@champion"
+    cfg = load_config("finetune", overrides=[*TINY, f"tracking.uri={uri}", f"scaling.storage_path={tmp / 'runs-ft'}",
+                                             "model.init_from=models:/parent@champion"])
+    prep = prepare_run(cfg)
+    assert prep.init_source.parent == "parent/1" and prep.init_source.label == "models:/parent/1"
+    o = cfg.optim
+    assert o.lr * o.head_lr_mult == pytest.approx(1e-3) and o.lr * o.backbone_lr_mult == pytest.approx(1e-4)
+    assert cfg.train.freeze_backbone_epochs == 1 and cfg.train.freeze_bn and cfg.train.epochs == 4

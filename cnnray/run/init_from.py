@@ -76,7 +76,8 @@ def _from_torchvision(spec: str) -> tuple[dict[str, Tensor], str, str, tuple[str
     return state, spec, _state_sha256(state), tuple(classes) if classes else None
 
 
-def _from_registry(spec: str, cfg: Config, info: DatasetInfo) -> tuple[dict[str, Tensor], str, str, tuple[str, ...], str]:
+def _from_registry(spec: str, cfg: Config, info: DatasetInfo) -> tuple[dict[str, Tensor], str, str, tuple[str, ...], str,
+                                                                       str | None]:
     # deferred (documented dependency): tracking imports MLflow, needed only for a registered source
     from cnnray.tracking import resolve_tracking_uri
     from cnnray.tracking.model_store import fetch, resolve
@@ -100,7 +101,23 @@ def _from_registry(spec: str, cfg: Config, info: DatasetInfo) -> tuple[dict[str,
     if int(contract.image_size) != int(cfg.data.image_size):
         raise ConfigError(f"{KEY}={spec}: {version.label} was trained at image_size {contract.image_size}, this run "
                           f"uses data.image_size={cfg.data.image_size}; set data.image_size={contract.image_size}")
-    return state, version.label, digest, tuple(card.class_names), f"{version.name}/{version.version}"
+    note = _normalization_note(cfg, info, contract, version.label)
+    return state, version.label, digest, tuple(card.class_names), f"{version.name}/{version.version}", note
+
+
+def _normalization_note(cfg: Config, info: DatasetInfo, contract: Any, label: str) -> str | None:
+    """A log line when this run normalizes its inputs otherwise than the source was trained with: its features
+    then see shifted inputs at the start (a measurable drop in the first epochs), so say how to match."""
+    from cnnray.data.transforms import normalization_stats
+
+    mean, std = normalization_stats(cfg.data, info)
+    if all(abs(a - b) < 1e-4 for a, b in zip((*mean, *std), (*contract.mean, *contract.std))):
+        return None
+    fmt = lambda v: "/".join(f"{x:.3f}" for x in v)  # noqa: E731
+    other = "imagenet" if cfg.data.normalize_stats == "dataset" else "dataset"
+    return (f"normalization differs from {label}'s (mean {fmt(contract.mean)} std {fmt(contract.std)}; this run: "
+            f"mean {fmt(mean)} std {fmt(std)}): its features start on shifted inputs; data.normalize_stats={other} "
+            "may match it")
 
 
 def resolve_init_source(cfg: Config, info: DatasetInfo) -> InitSource | None:
@@ -111,12 +128,14 @@ def resolve_init_source(cfg: Config, info: DatasetInfo) -> InitSource | None:
     if cfg.train.resume:  # prepare_run says so first; kept for callers that resolve without it
         raise ConfigError(f"{KEY} with train.resume=true: a resume continues from its own checkpoint's weights; "
                           f"drop {KEY}")
-    parent = None
+    parent = note = None
     try:
         if spec.startswith("models:/"):
-            state, label, digest, classes, parent = _from_registry(spec, cfg, info)
+            state, label, digest, classes, parent, note = _from_registry(spec, cfg, info)
         elif spec.startswith("torchvision:"):
             state, label, digest, classes = _from_torchvision(spec)
+            if cfg.data.normalize_stats != "imagenet":  # torchvision's weights saw ImageNet-normalized images
+                note = "torchvision's weights were trained on ImageNet-normalized images: set data.normalize_stats=imagenet"
         else:
             state, label, digest, classes = _from_file(spec)
         model = build_model(cfg, info.num_classes, info.channels)
@@ -124,7 +143,7 @@ def resolve_init_source(cfg: Config, info: DatasetInfo) -> InitSource | None:
                                       target_classes=info.class_names or None)
     except WeightsError as e:
         raise ConfigError(f"{KEY}={spec}: {e}") from None
-    return InitSource(spec, label, digest, classes, parent, tuple(report.lines()), state)
+    return InitSource(spec, label, digest, classes, parent, (*report.lines(), *([note] if note else [])), state)
 
 
 def encode_state(state: dict[str, Any]) -> bytes:
