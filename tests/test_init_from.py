@@ -58,11 +58,14 @@ def _bad_sources(tmp: Path) -> dict[str, tuple[str, list[str]]]:
     torch.save(Custom(), pickled)
     listed = tmp / "list.pt"
     torch.save([torch.zeros(1)], listed)
+    text = tmp / "notes.pt"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")  # a text file named like weights
     other = tmp / "resnet34.pth"
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), other)
     return {
         "missing": (str(tmp / "nope.pt"), ["nope.pt"]),
         "truncated": (str(truncated), ["truncated.pt"]),
+        "a text file": (str(text), ["notes.pt", "not a PyTorch weights file"]),
         "pickled": (str(pickled), ["pickled.pt", "weights_only"]),
         "not a state_dict": (str(listed), ["list.pt"]),
         "another architecture": (str(other), ["resnet34"]),

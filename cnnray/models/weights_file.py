@@ -101,6 +101,9 @@ def _load_pickle(path: Path) -> Any:
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as e:
         why = str(e).split(". ")[0] or type(e).__name__
         raise WeightsError(f"{path} is truncated or corrupt ({why}); copy or save it again") from None
+    except Exception as e:  # noqa: BLE001 - torch's legacy (non-zip) reader fails on other files in any way
+        raise WeightsError(f"{path} is not a PyTorch weights file (torch.load: {type(e).__name__}); give a "
+                           "state_dict saved with torch.save, or a .safetensors file") from None
 
 
 def _load_safetensors(path: Path) -> Any:
