@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "explore": "workflows.explore",
     "inspect": "workflows.inspect",
     "report": "workflows.report",
+    "replay": "workflows.replay",
     "cluster": "workflows.cluster",
     "submit": "workflows.submit",
     "jobs": "workflows.jobs",

@@ -31,10 +31,10 @@ SLOW_FIXTURES = {"ray_local", "mlflow_server", "cluster", "live_run", "browser",
                  "registry_server", "mlflow_server_pg", "pg_server", "pg_database"}
 # The heaviest files first (seconds measured serially on 2 cores, 2026-12-02), so that pytest-xdist's
 # `--dist loadfile` hands them out before the many short ones and both workers finish together.
-HEAVY_FIRST = ["test_cluster_jobs.py", "test_tune_search.py", "test_integration_train.py", "test_safety.py",
-               "test_bench.py", "test_train_local.py", "test_run_faults.py", "test_train_streaming.py",
-               "test_compress_quantize_workflow.py", "test_report.py", "test_promote_gate.py",
-               "test_compress_distill.py", "test_tune_space.py"]
+HEAVY_FIRST = ["test_cluster_jobs.py", "test_tune_search.py", "test_integration_train.py", "test_replay.py",
+               "test_safety.py", "test_bench.py", "test_train_local.py", "test_run_faults.py", "test_train_streaming.py",
+               "test_compress_quantize_workflow.py", "test_report.py", "test_replay_compressed.py",
+               "test_promote_gate.py", "test_compress_distill.py", "test_tune_space.py"]
 
 
 def pytest_collection_modifyitems(config, items):

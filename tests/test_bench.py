@@ -62,3 +62,17 @@ def test_overhead_bench_measures_actor_trials(ray_local):
     assert v["trials"] == 2 and v["mean_work_s"] > 0 and 0 <= v["median_s"] <= v["max_s"]
     assert v["trials_per_minute"] > 0
     assert "actor, 2 workers" in format_overhead_bench(r) and "goal <= 5s" in format_overhead_bench(r)
+
+
+def test_tune_bench_report_says_ashas_saving_in_device_hours():
+    from cnnray.bench.tune import format_tune_bench
+
+    search = {"best_val_acc": 0.9, "wall_seconds": 30.0, "stopped_early": 6, "device_kind": "cpu"}
+    r = {"space": "default", "num_samples": 8, "max_epochs": 6, "seed": 0, "acc_gap_points": 0.2,
+         "trial_epoch_ratio": 0.25, "wall_ratio": 0.4, "device_hour_ratio": 0.3, "goal_met": True,
+         "saved_device_hours_measured": 0.0056,
+         "asha": {**search, "trial_epochs": 12, "device_hours": 0.0024, "saved_device_hours": 0.005},
+         "fifo": {**search, "trial_epochs": 48, "device_hours": 0.008, "saved_device_hours": 0.0}}
+    text = format_tune_bench(r)
+    assert "trial-epochs x0.25" in text and "FIFO 0.008 CPU-hours, ASHA 0.0024 CPU-hours (x0.30)" in text
+    assert "ASHA saved 0.005 CPU-hours by its own estimate" in text and "0.0056 CPU-hours measured" in text

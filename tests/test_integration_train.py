@@ -46,6 +46,11 @@ def test_two_worker_ddp_run_tracks_and_registers(ray_local, mlflow_server, tmp_p
     assert run.info.status == "FINISHED"
     assert _epochs_logged(mlflow_server, result["run_id"]) == [0, 1]
     assert run.data.params["scaling.num_workers"] == "2"
+    # Ray Train's two workers sum their CPU-seconds (one all-reduce per epoch): the run's cost, tagged.
+    cost = result["cost"]
+    assert cost["device_s"] == cost["cpu_s"] > 0 and cost["device_kind"] == "cpu" and cost["images"] > 0
+    assert run.data.tags["cnnray.cost_device_kind"] == "cpu" and run.data.metrics["cost_cpu_s"] == pytest.approx(
+        cost["cpu_s"], rel=1e-4)
     artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
     assert {"config.yaml", "confusion_matrix.png", "learning_curves.png", "per_class_report.txt"} <= artifacts
     # Exactly one MLflow run for the training run (no per-worker duplicates), besides the promotion's record.

@@ -74,6 +74,8 @@ def test_the_page_gathers_every_record_and_is_logged(page, trained, mlflow_serve
     assert trained["run_id"] in html and "promoted" in html and "evaluate-report-v1" in html
     tags = MlflowClient(mlflow_server).get_model_version(NAME, "1").tags
     assert tags["cnnray.config_hash"] in html and tags["cnnray.data_fingerprint"] in html
+    overview = html.split('<section id="overview">')[1].split("</section>")[0]
+    assert "training device-hours" in overview and ">cpu</td>" in overview  # cnnray.cost_* of the version
     per_class = html.split('<section id="classes">')[1].split("</section>")[0]
     assert all(f"<td>{c}</td>" in per_class for c in "0123456789")
     logged = [a.path for a in MlflowClient(mlflow_server).list_artifacts(trained["run_id"], "report")]

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cnnray"
 # `train` is the compatibility alias of the loop's old names.
 BASE = {"errors", "console", "threads", "name_registry", "ray_compat", "commands", "scores", "__init__"}
 ORDER = ["config", "data", "layers", "models", "loop", "compress", "classifier", "tracking", "cluster", "serve",
-         "promote", "run", "tune", "compress.job", "insight", "jobs", "bench", "tutorial", "train", "cli"]
+         "promote", "run", "tune", "compress.job", "replay", "insight", "jobs", "bench", "tutorial", "train", "cli"]
 
 
 def _module_name(path: Path) -> str:

@@ -147,6 +147,38 @@ def test_default_shaped_run_trains_locally_records_and_registers(tmp_path, split
     assert max(m.value for m in history) == pytest.approx(r["best_metrics"]["val_acc"])
     (read,) = split_audit_guard.lines()
     assert "cnnray.run.held_out:evaluate_held_out" in read["stack"] and read["n"] == r["test_n"]
+    _check_cost(tmp_path, r, run, epochs=2, workers=2)
+
+
+def _check_cost(tmp: Path, r: dict, run, *, epochs: int, workers: int) -> None:
+    """The run's cost: in its metrics, tags, result and registry listing; CPU-seconds on CPU; the images trained."""
+    from cnnray.data import describe_dataset
+    from cnnray.data.memory_loader import MemoryLoader
+    import torch
+
+    cost, m = r["cost"], run.data.metrics
+    for key in ("wall_s", "cpu_s", "device_s", "images", "startup_s", "train_s", "val_s", "checkpoint_s",
+                "epoch_device_s"):
+        assert m[f"cost_{key}"] > 0 and cost[key] > 0, key
+    assert m["cost_gpu_s"] == 0 and m["cost_device_s"] == m["cost_cpu_s"] and cost["device_kind"] == "cpu"
+    assert m["cost_device_hours"] == pytest.approx(m["cost_device_s"] / 3600)
+    parts = sum(m[f"cost_{k}"] for k in ("startup_s", "train_s", "val_s", "checkpoint_s"))
+    assert parts <= m["cost_wall_s"] * workers
+    n = describe_dataset(load_config(overrides=TINY).data).num_train  # drop_last: full batches of each rank only
+    per_rank = len(MemoryLoader(torch.zeros(n, 1), torch.zeros(n), 64, world_size=workers)) * 64
+    assert m["cost_images"] == epochs * per_rank * workers
+    assert run.data.tags["cnnray.cost_device_kind"] == "cpu" and "cnnray.cost_money" not in run.data.tags
+    assert float(run.data.tags["cnnray.cost_device_hours"]) == pytest.approx(cost["device_hours"], rel=1e-4)
+    assert run.data.tags["cnnray.end_reason"] == r["end_reason"] == "epochs"
+    if r.get("version"):
+        from cnnray.serve.tables import registry_table
+        from cnnray.tracking.listing import list_versions
+
+        (row,) = list_versions(f"sqlite:///{tmp / 'mlflow.db'}", r["registered_name"])
+        assert row["tags"]["cnnray.cost_device_hours"] == run.data.tags["cnnray.cost_device_hours"]
+        table = registry_table([row])
+        assert "cost (device-hours)" in table.splitlines()[0]
+        assert f"{float(row['cost_device_hours']):.3g} cpu" in table.splitlines()[1]
 
 
 @pytest.mark.slow
@@ -241,6 +273,10 @@ def test_a_local_run_resumes_on_ray_train_and_back(ray_local, tmp_path):
     assert third["status"] == "FINISHED" and third["epochs_run"] == 3, third
     history = _client(tmp_path).get_metric_history(second["run_id"], "val_acc")
     assert sorted(m.step for m in history) == [0, 1, 2] and second["run_id"] == third["run_id"]
+    # Each attempt's cost adds to the checkpoint's: 3 epochs of images, whichever runner trained them.
+    costs = [x["cost"] for x in (first, second, third)]
+    assert [c["images"] for c in costs] == [costs[0]["images"] * k for k in (1, 2, 3)]
+    assert costs[0]["device_s"] < costs[1]["device_s"] < costs[2]["device_s"]
     assert [m.value for m in history if m.step == 0] == [pytest.approx(first["best_metrics"]["val_acc"])]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnnray.config import load_config
+from cnnray.tune.trial_tables import format_tune_summary
 
 # 16x16 digits, a narrow ResNet-18, one worker per trial, two trials at a time: fits 2 cores.
 TINY = ["data.image_size=16", "model.width=0.125", "train.batch_size=64", "tune.trial_workers=1",
@@ -46,7 +47,8 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     lines: list[str] = []
     # As Ray Train runs (the other searches here train in the trial's actor): stopped trials abort their runs.
     cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=asha", "tune.num_samples=3",
-                                      "registry.name=tune-asha", "tune.trial_runner=train"))
+                                      "registry.name=tune-asha", "tune.trial_runner=train",
+                                      f"tracking.price_per_device_hour.cpu={CPU_PRICE}"))
     result = run_tune(cfg, on_line=lines.append)
     assert result["status"] == "FINISHED", result
     assert any("trials in Ray Train runs" in line for line in lines)
@@ -79,6 +81,7 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     assert mv.version == result["version"] and mv.run_id == best["run_id"]
     assert mv.tags["cnnray.tune_run"] == "asha" and mv.tags["cnnray.trial_id"] == best["trial_id"]
     assert mv.tags["cnnray.tune_parent_run_id"] == parent.info.run_id
+    _assert_search_cost(client, result, parent, children, artifacts, mv, max_epochs=2)
     assert any("stopped by the scheduler" in line for line in lines) == (result["counts"]["stopped_early"] > 0)
     # Three trials trained and one won on val; the test images were read once, for the winner's version.
     (read,) = split_audit_guard.lines()
@@ -92,6 +95,46 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     search = Path(page["path"]).read_text().split('<section id="search">')[1].split("</section>")[0]
     assert parent.info.run_id in search and best["trial_id"] in search and "Trials, best first" in search
     _assert_resources_released(ray_local)
+    # `cnnray replay` of the winner trains its trial's config (here on Ray Train, as the trial did): bit for bit.
+    from cnnray.replay.options import ReplayOptions
+    from cnnray.replay.replay_command import run_replay
+
+    opts = ReplayOptions("models:/tune-asha@challenger", (f"tracking.uri={mlflow_server}",
+                                                          f"scaling.storage_path={tmp_path / 'replay'}")).validate()
+    replay = run_replay(opts, on_line=lines.append)
+    assert replay["kind"] == "Tune trial" and replay["verdict"] == "identical", replay
+    assert client.get_run(replay["run_id"]).data.tags["cnnray.replay_of"] == f"models:/tune-asha/{result['version']}"
+    _assert_resources_released(ray_local)
+
+
+CPU_PRICE = 0.5  # per CPU-hour, so that the cost has money too
+
+
+def _assert_search_cost(client, result, parent, children, artifacts, mv, *, max_epochs):
+    """Every child run has its cost figures; the parent's are their sums, its saving the formula over them."""
+    cost = result["cost"]
+    assert cost["device_kind"] == "cpu" and len(cost["trials"]) == len(children) and cost["wall_s"] > 0
+    finals = [c.data.metrics for c in children]
+    for m in finals:
+        assert {"cost_device_s", "cost_cpu_s", "cost_wall_s", "cost_images", "cost_train_s", "cost_epoch_device_s",
+                "cost_device_hours"} <= set(m)
+    pm = parent.data.metrics
+    assert pm["cost_device_s"] == pytest.approx(sum(m["cost_device_s"] for m in finals), rel=1e-6)
+    assert pm["cost_images"] == pytest.approx(sum(m["cost_images"] for m in finals))
+    assert pm["cost_device_hours"] == pytest.approx(pm["cost_device_s"] / 3600, rel=1e-6)
+    assert pm["cost_money"] == pytest.approx(CPU_PRICE * pm["cost_device_hours"], rel=1e-6)
+    assert pm["cost_wall_s"] >= cost["trials_wall_s"] / 2  # two trials at a time
+    saved = 0.0
+    for child in children:
+        epochs = [h.value for h in client.get_metric_history(child.info.run_id, "cost_epoch_device_s")]
+        if child.data.tags["stopped_early"] == "true":
+            saved += (max_epochs - len(epochs)) * sum(epochs) / len(epochs)
+    assert pm["cost_saved_device_hours"] == pytest.approx(saved / 3600, rel=1e-6, abs=1e-12)
+    assert (pm["cost_saved_device_hours"] > 0) == (result["counts"]["stopped_early"] > 0)
+    assert {"cost.txt", "cost.csv"} <= artifacts
+    assert mv.tags["cnnray.search_cost_device_hours"] == f"{cost['device_hours']:.6g}"
+    assert mv.tags["cnnray.search_cost_money"] == f"{cost['money']:.6g}"
+    assert "cnnray.end_reason" not in parent.data.tags and "end_reason" not in result
 
 
 def _assert_resources_released(ray, timeout_s: float = 60.0) -> None:
@@ -140,6 +183,11 @@ def test_interrupted_search_resumes_with_every_trial_once(ray_local, mlflow_serv
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     result = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert result["parent_run_id"] == parent_id and result["num_trials"] == 3
+    # What the whole search cost, the epochs before the interrupt included.
+    cost = result["cost"]
+    assert cost["trial_epochs"] == result["trial_epochs"] and len(cost["trials"]) == 3 and cost["device_s"] > 0
+    assert all(t["epochs"] >= 1 and t["device_hours"] > 0 for t in cost["trials"]) and "cost_table" not in result
+    assert _client(mlflow_server).get_run(parent_id).data.metrics["cost_device_s"] == pytest.approx(cost["device_s"])
     assert result["counts"]["finished"] == 3
     parent = _client(mlflow_server).get_run(parent_id)
     assert parent.info.status == "FINISHED"
@@ -361,3 +409,48 @@ def test_the_search_result_says_the_time_budget_ended_it(budget_search):
     result, lines = budget_search
     assert result.get("stopped_by") == "time_budget", result
     assert "time budget (tune.time_budget_s) ended the search" in format_tune_summary(result)
+
+
+def test_a_device_budget_ends_the_search_at_an_epoch_boundary(budget_search, ray_local, mlflow_server, tmp_path):
+    """tune.budget_device_hours of 2.5 trial-epochs (as the grid search above measured them): one trial at a time,
+    the first stops after its 2nd epoch of 3 and the second never starts; FINISHED, and the winner registered."""
+    from cnnray.tune.tuning import run_tune
+
+    per_epoch = budget_search[0]["cost"]["mean_epoch_device_s"]
+    budget_h = round(2.5 * per_epoch / 3600, 9)
+    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=devbudget", "tune.scheduler=fifo",
+                                      "tune.num_samples=2", "tune.max_concurrent_trials=1", "tune.max_epochs=3",
+                                      f"tune.budget_device_hours={budget_h}", "registry.name=tune-budget"))
+    lines: list[str] = []
+    result = run_tune(cfg, on_line=lines.append)
+    assert result["status"] == "FINISHED" and result["end_reason"] == "budget", result
+    assert 1 <= result["trial_epochs"] < 2 * 3, result["table"]  # without the budget: every epoch of both trials
+    assert any("would exceed it: no new trials" in line for line in lines), lines
+    cost = result["cost"]
+    assert cost["budget_device_hours"] == budget_h and cost["device_hours"] < 2 * budget_h
+    assert all(t["saved_device_hours"] == 0 for t in cost["trials"])  # the budget's stops are no scheduler saving
+    assert "ended the search" in format_tune_summary(result)
+    client = _client(mlflow_server)
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["cnnray.end_reason"] == "budget"
+    assert parent.data.metrics["cost_device_s"] == pytest.approx(cost["device_s"])
+    mv = client.get_model_version("tune-budget", result["version"])
+    assert mv.tags["cnnray.search_cost_device_hours"] == f"{cost['device_hours']:.6g}"
+    assert {c.info.status for c in _children(mlflow_server, parent)} == {"FINISHED"}
+    _assert_resources_released(ray_local)
+
+
+def test_a_device_budget_below_one_trial_epoch_exits_2(ray_local, mlflow_server, tmp_path, capsys):
+    from cnnray.console import EXIT_BAD_INPUT, run_workflow
+    from cnnray.tracking import find_run_by_name
+    from cnnray.tune.tuning import run_tune
+
+    cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=tinybudget", "tune.scheduler=fifo",
+                                      "tune.num_samples=1", "tune.budget_device_hours=1e-9", "registry.enabled=false"))
+    assert run_workflow(lambda: run_tune(cfg, on_line=lambda s: None)) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "tune.budget_device_hours=1e-09 is smaller than one trial-epoch's measured cost (" in err, err
+    assert "device-seconds" in err
+    parent = _client(mlflow_server).get_run(find_run_by_name(mlflow_server, f"tune-{tmp_path.name}", "tinybudget"))
+    assert parent.info.status == "FAILED" and parent.data.tags["cnnray.end_reason"] == "budget"
+    _assert_resources_released(ray_local)

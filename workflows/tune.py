@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_tune(cfg, space_ref=args.space, verbose=args.verbose)
         print(format_tune_summary(result), flush=True)
         if args.json:
-            print_json({k: v for k, v in result.items() if k != "table"})
+            print_json({k: v for k, v in result.items() if k not in ("table", "cost_table")})
         return 0 if result["status"] == "FINISHED" else EXIT_FAILED
 
     return run_workflow(body)

@@ -169,6 +169,16 @@ class TrainSection(Strict):
         "(one optimizer throughout, so the head keeps its optimizer state)"))
     freeze_bn: bool = Field(default=True, description=(
         "while the backbone is frozen, its BatchNorm layers also keep their running statistics (eval mode)"))
+    stop_after_epochs: int | None = Field(default=None, ge=1, description=(
+        "end after this many epochs while the schedule still spans train.epochs (how a Tune trial stopped by its "
+        "scheduler trained; `cnnray replay` sets it); None: train.epochs"))
+    deterministic: bool = Field(default=False, description=(
+        "torch.use_deterministic_algorithms, every random stream (data order, augmentation, dropout, DropBlock, "
+        "mixup) reseeded from (seed, epoch, rank) each epoch, no torch.compile: on CPU with the same worker count "
+        "a rerun (`cnnray replay`) gives the same weights bit for bit"))
+    budget_device_hours: float | None = Field(default=None, gt=0, description=(
+        "end the run at the epoch boundary where the next epoch would spend more device-hours (GPU-hours, or "
+        "CPU-hours on CPU) than this, with a checkpoint, FINISHED and tag cnnray.end_reason=budget; None: no limit"))
 
     @property
     def monitor_mode(self) -> str:
@@ -232,6 +242,13 @@ class RunSection(Strict):
         return None if v is None else check_run_name(v)
 
 
+class PriceSection(Strict):
+    """What one device-hour costs, per device kind; unset: no money is shown, only device-hours."""
+
+    cpu: float | None = Field(default=None, ge=0, description="price of one CPU core-hour (any currency)")
+    gpu: float | None = Field(default=None, ge=0, description="price of one GPU-hour (same currency)")
+
+
 class TrackingSection(Strict):
     """MLflow tracking."""
 
@@ -239,6 +256,8 @@ class TrackingSection(Strict):
         "MLflow tracking URI; None: MLFLOW_TRACKING_URI or sqlite:///mlflow.db"))
     experiment: str = Field(default="cnnray", description="MLflow experiment name")
     enabled: bool = Field(default=True, description="log runs to MLflow")
+    price_per_device_hour: PriceSection = Field(default_factory=PriceSection, description=(
+        "optional prices that turn device-hours into money in cost summaries"))
 
 
 class RegistrySection(Strict):
@@ -281,6 +300,9 @@ class TuneSection(Strict):
     perturbation_interval: int = Field(default=1, ge=1, description="pbt: epochs between perturbations")
     time_budget_s: float | None = Field(default=None, gt=0, description=(
         "seconds; stop the search after this long; None: no limit"))
+    budget_device_hours: float | None = Field(default=None, gt=0, description=(
+        "stop starting trials once the search's spent device-hours plus one more trial-epoch would exceed this; "
+        "running trials finish their current epoch and the search ends FINISHED; None: no limit"))
     table_top: int = Field(default=20, ge=1, description=(
         "trials in the console table, trials.txt and the highlighted plots, best first (trials.csv keeps all)"))
     seed: int = Field(default=0, ge=0, le=SEED_MAX, description="seed of the searcher and PBT draws")

@@ -23,6 +23,10 @@ LINEAGE_KEYS = ("cnnray.config_hash", "cnnray.data_fingerprint", "cnnray.git_com
 TRAINING_PNGS = ("learning_curves.png", "confusion_matrix.png")
 TUNE_PNGS = ("best_so_far.png", "metric_vs_params.png", "top_trials.png")
 MAX_RUNS = 20  # evaluations and decisions shown per version
+# Version tags of what it cost (cnnray.run.finish; the search's from cnnray tune), as the report labels them.
+COST_TAGS = (("cnnray.cost_device_hours", "training device-hours"), ("cnnray.cost_device_kind", "device kind"),
+             ("cnnray.cost_money", "training money"), ("cnnray.search_cost_device_hours", "search device-hours"),
+             ("cnnray.search_cost_money", "search money"))
 
 
 def _utc(ms: int | None) -> str:
@@ -221,6 +225,7 @@ def gather_report(tracking_uri: str, version: ResolvedVersion, card: Any) -> Ver
                          if k.startswith("cnnray.metric.")}
     r.compression = {k.removeprefix("cnnray.compress."): v for k, v in sorted(tags.items())
                      if k.startswith("cnnray.compress.")}
+    r.cost = {label: tags[k] for k, label in COST_TAGS if tags.get(k)}
     _chain(r, c, tags)
     with tempfile.TemporaryDirectory(prefix="cnnray-report-") as tmp:
         art = _Artifacts(tracking_uri, Path(tmp))

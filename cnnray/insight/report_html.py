@@ -78,7 +78,9 @@ def _overview(r: VersionReport) -> str:
         facts["description"] = r.description
     metrics = (_table(["metric (as registered)", "split", "value"],
                       [[k, _split_label(k), v] for k, v in r.version_metrics.items()]) if r.version_metrics else "")
-    return _pairs(facts, ("", "")) + metrics
+    cost = (_pairs(r.cost, ("cost (device-hours: CPU core-hours or GPU-hours)", "")) if r.cost else
+            '<p class="note">no cost recorded (a version registered before cnnray kept cost accounting)</p>')
+    return _pairs(facts, ("", "")) + metrics + cost
 
 
 def _split_label(metric: str) -> str:
@@ -179,6 +181,9 @@ def _search(r: VersionReport) -> str:
     t = dict(r.tune)
     trials = t.pop("trials_text", None)
     out = _pairs({k: v for k, v in t.items() if not isinstance(v, dict)}, ("search", ""))
+    search_cost = {k: v for k, v in r.cost.items() if k.startswith("search ")}
+    if search_cost:
+        out += _pairs(search_cost, ("what the search cost", ""))
     if t.get("metrics"):
         out += _table(["search metric", "value"], [[k, v] for k, v in sorted(t["metrics"].items())])
     out += "".join(_figure(f) for f in r.tune_figures)

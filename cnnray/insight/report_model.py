@@ -51,6 +51,7 @@ class VersionReport:
     version_metrics: dict[str, str] = field(default_factory=dict)  # best-epoch metrics tagged on the version
     chain: list[dict[str, str]] = field(default_factory=list)  # compressed from ...: {"version", "method", "note"}
     compression: dict[str, str] = field(default_factory=dict)  # cnnray.compress.* evidence
+    cost: dict[str, str] = field(default_factory=dict)  # what training (and the search, when tagged) cost
     training: dict[str, Any] | None = None  # run id, name, status, start, end, best epoch
     params: dict[str, str] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)

@@ -155,6 +155,33 @@ def check_tune(args: list[str], env_uri: str | None) -> Checked:
     return Checked("tune", "", list(args) + pins + name_pin, _config_paths(parsed.config), ident.name, notes)
 
 
+def check_replay(args: list[str], env_uri: str | None) -> Checked:
+    """`cnnray replay`'s own checks before submission: the version, its saved config and data, the keys."""
+    p = make_parser("cnnray submit replay", "", config=False)
+    p.add_argument("model")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--address", default=None)
+    p.add_argument("--register", action="store_true")
+    p.add_argument("--alpha", type=float, default=0.05)
+    parsed = p.parse_args(args)
+    if parsed.address:
+        raise UserInputError("cnnray submit replay: --address is the job API of the cluster to submit to; drop it "
+                             "from the workflow's arguments (the job runs on that cluster)")
+    # deferred (heavy import): torch, MLflow (the version and its run are read here, as the job will)
+    from cnnray.replay.options import ReplayOptions
+    from cnnray.replay.plan import plan_replay
+
+    opts = ReplayOptions(parsed.model, tuple(parsed.overrides), None, parsed.register, parsed.alpha).validate()
+    cfg = load_config(overrides=list(parsed.overrides))
+    pins, notes = _pins(cfg, env_uri)
+    pins = [x for x in pins if not x.startswith("data.path=") or "data.path" in opts.keys]
+    opts = ReplayOptions(parsed.model, tuple(parsed.overrides) + tuple(pins), None, parsed.register,
+                         parsed.alpha).validate()
+    plan = plan_replay(opts)
+    name_pin = [] if "run.name" in opts.keys else [f"run.name={plan.prep.run_name}"]
+    return Checked("replay", "", list(args) + pins + name_pin, [], plan.prep.run_name, notes)
+
+
 def check_generic(workflow: str, args: list[str]) -> Checked:
     """Any other workflow: its config files exist and its key=value overrides are valid config keys."""
     configs, overrides, _ = _split(args)
@@ -171,6 +198,8 @@ def check_submission(workflow: str, args: list[str], env_uri: str | None) -> Che
         checked = check_train(args, env_uri)
     elif workflow == "tune":
         checked = check_tune(args, env_uri)
+    elif workflow == "replay":
+        checked = check_replay(args, env_uri)
     else:
         checked = check_generic(workflow, args)
     checked.module = module

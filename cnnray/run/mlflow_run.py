@@ -30,7 +30,8 @@ def open_training_run(prep: PreparedRun, point: ResumePoint | None, prior_status
     cfg = prep.cfg
     ctx = open_watched_run(cfg, prep.run_name, resume=prep.resume, tags={"cnnray.data_fingerprint": prep.info.fingerprint,
                                  "cnnray.config_hash": config_hash(cfg), "cnnray.runner": runner,
-                                 **(prep.init_source.tags() if prep.init_source is not None else {})})
+                                 **(prep.init_source.tags() if prep.init_source is not None else {}),
+                                 **prep.lineage_tags})
     if point is not None:
         tracking.runs.set_tags(ctx, resume_tags(point, prior_status, cfg.train.epochs))
         if point.checkpoint_dir:  # epochs checkpointed but never logged: the driver was killed between, or

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from cnnray.run.checkpoint_files import BEST_FILE, META_FILE
+from cnnray.run.cost import budget_line, format_cost
 from cnnray.run.resume_check import ResumePoint
 
 
@@ -44,6 +45,7 @@ def format_train_summary(r: dict[str, Any]) -> str:
     """What a person reads after `cnnray train`: status, best epoch and metrics, where the model went."""
     if r["status"] != "FINISHED":
         return f"training {r['status']}: {r.get('error')}  (run {r['run_name']}, MLflow run {r.get('run_id')})"
+    cost = r.get("cost")
     m = r.get("best_metrics", {})
     lines = [
         f"training FINISHED in {r['wall_seconds']:.0f}s: best epoch {int(r['best_epoch']) + 1} "
@@ -60,4 +62,8 @@ def format_train_summary(r: dict[str, Any]) -> str:
         name, version, alias = r["registered_name"], r["version"], r.get("alias")
         lines.append(f"registered {name} version {version}" + (f" as @{alias}" if alias else "")
                      + f": models:/{name}/{version}" + (f" (or models:/{name}@{alias})" if alias else ""))
+    if cost:
+        lines.append(format_cost(cost))
+        if r.get("end_reason") == "budget":
+            lines.append(budget_line(cost) or "stopped by train.budget_device_hours")
     return "\n".join(lines)

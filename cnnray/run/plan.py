@@ -38,6 +38,8 @@ class PreparedRun:
     # Driver-side tensors of `cnnray compress`, staged as files before the ranks start (then None).
     init_weights: dict[str, Any] | None = None
     teacher_weights: dict[str, Any] | None = None
+    # Tags of the run and of the version it registers that its caller adds (`cnnray replay`: what it replays).
+    lineage_tags: dict[str, str] = field(default_factory=dict)
 
 
 def make_loop_config(prep: PreparedRun, threads: int | None = None, *, init_checkpoint: str | None = None,
@@ -70,6 +72,9 @@ def prepare_run(cfg: Config) -> PreparedRun:
         raise ConfigError(f"model: {e}") from None
     kind = resolve_loader_kind(cfg.data, info)
     check_steps_per_epoch(cfg, info)
+    if cfg.train.deterministic and cfg.train.compile:
+        raise ConfigError("train.deterministic=true with train.compile=true: torch.compile's generated kernels are "
+                          "outside torch.use_deterministic_algorithms; set train.compile=false")
     resume = cfg.train.resume
     if resume and not cfg.run.name:
         raise ConfigError("train.resume=true needs run.name: the name of the run to continue")

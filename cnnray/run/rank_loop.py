@@ -22,9 +22,11 @@ from torch import nn
 from cnnray.config import Config, to_yaml
 from cnnray.data import DatasetInfo, MemoryLoader, MixupCutmix, StreamingLoader, build_transforms, load_arrays
 from cnnray.errors import ConfigError, NonFiniteLossError, StorageFullError
+from cnnray.loop.determinism import enable_determinism, seed_epoch
 from cnnray.loop.engine import Engine
 from cnnray.models.from_config import build_model
 from cnnray.run.checkpoint_files import BEST_FILE, CONFIG_FILE, HISTORY_KEY, META_FILE, STATE_FILE
+from cnnray.run.cost import COST_KEY, CostMeter, CostTotals, over_budget
 from cnnray.run.failures import is_storage_full, storage_full_error, tree_bytes
 from cnnray.run.init_state import initial_model, teacher_model
 from cnnray.run.loop_config import LoopConfig
@@ -139,6 +141,17 @@ def _agree(failure: Exception | None, rank: int, world: int, device: torch.devic
     return str(failure) if rank == 0 else "rank 0 could not write its checkpoint"
 
 
+def _sum_over_ranks(device: torch.device) -> Any:
+    """A list of floats summed over every rank (one small all-reduce; gloo on CPU, nccl on a GPU)."""
+
+    def reduce(values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    return reduce
+
+
 def _apply_optim_config(optimizer: torch.optim.Optimizer, cfg: Config) -> None:
     """Weight decay and momentum from this run's config: a loaded optimizer state carries the source run's
     (PBT perturbs them); the lr needs nothing, the schedule recomputes it from optim.lr."""
@@ -236,8 +249,12 @@ def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = Non
     `start`: the checkpoint (an object with `as_directory()`) the host opened from `lc.init_checkpoint`."""
     started = time.time()
     cfg, rank, world, device = lc.cfg, session.rank, session.world, session.device
+    # What the run uses from here on (CPU-seconds of this process, or wall x GPUs), on top of its checkpoint's.
+    meter = CostMeter(CostTotals(), float(cfg.scaling.gpus_per_worker) if device.type == "cuda" else 0.0)
     if lc.threads:
         torch.set_num_threads(int(lc.threads))
+    if cfg.train.deterministic:
+        enable_determinism()
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
     train_loader, val_loader, steps_per_epoch = _loaders(cfg, lc.info, lc.loader_kind, session, arrays)
     data_ready = time.time()
@@ -247,21 +264,31 @@ def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = Non
     # Every epoch's scalars so far, in each checkpoint: the driver is killed between a checkpoint landing and
     # MLflow logging its epochs at times, and a resume logs from here what MLflow never received.
     history: dict[str, dict[str, float]] = dict(meta.pop(HISTORY_KEY, None) or {})
+    meter.prior = CostTotals.from_meta(meta.pop(COST_KEY, None))  # earlier attempts' (the same on every rank)
+    reduce = _sum_over_ranks(device)
     startup_sent, epochs = False, cfg.train.epochs
     for epoch in range(engine.epoch, epochs):
         train_loader.set_epoch(epoch)
+        meter.training_starts()
+        if cfg.train.deterministic:
+            seed_epoch(cfg.train.seed, epoch, rank)
         try:
-            train_metrics = engine.train_epoch(_epoch_batches(lc, engine, train_loader, epoch, rank, world))
+            with meter.timing("train_s"):
+                train_metrics = engine.train_epoch(_epoch_batches(lc, engine, train_loader, epoch, rank, world))
         except NonFiniteLossError as e:
             # Deterministic: retrying would fail the same way, so end the run instead of raising into
             # the host's failure policy; no checkpoint is written from these weights.
             session.report({"epoch": epoch, "error": str(e), "done": True}, None)
             return
         val_start = time.perf_counter()
-        val = engine.validate_and_select(lambda: val_loader)
+        with meter.timing("val_s"):
+            val = engine.validate_and_select(lambda: val_loader)
         val["val_time_s"] = time.perf_counter() - val_start
         stop = engine.should_stop
-        done = stop or epoch + 1 == epochs
+        meter.add("images", round(train_metrics.get("images_per_s", 0.0) * train_metrics.get("epoch_time_s", 0.0)))
+        totals = meter.epoch_end(reduce, world)  # all-reduced: every rank takes the same budget decision
+        budget_stop = over_budget(totals, cfg.train.budget_device_hours) and not stop and epoch + 1 < epochs
+        done = stop or budget_stop or epoch + 1 == epochs or epoch + 1 == cfg.train.stop_after_epochs
         skip = {"confusion_matrix", "epoch", "should_stop", "best_epoch", "is_best"}
         metrics = {**train_metrics, **{k: v for k, v in val.items() if k not in skip}, "epoch": epoch,
                    "images_per_s": train_metrics.get("images_per_s", 0.0) * world, "world_size": world, "done": done,
@@ -272,19 +299,26 @@ def run_loop(lc: LoopConfig, session: LoopSession, *, arrays: tuple | None = Non
                                   "first_step": engine.first_step_at}
             startup_sent = True
         best, meta = _best_of(engine, val, metrics, epoch, rank, best, meta)
+        metrics.update(totals.metrics())  # after the best epoch's metrics: cost says nothing about the model
+        if budget_stop:
+            metrics["end_reason"] = "budget"
         history[str(epoch)] = scalar_metrics(metrics)
         write = done or (epoch + 1) % cfg.train.checkpoint_every == 0
+        checkpoint_start = time.perf_counter()
         failure = None
         if write and rank == 0:
-            failure = _write_checkpoint(session, engine, best, {**meta, "epoch": epoch, HISTORY_KEY: history}, cfg,
+            failure = _write_checkpoint(session, engine, best, {**meta, "epoch": epoch, HISTORY_KEY: history,
+                                                                   COST_KEY: totals.to_meta(meter.kind)}, cfg,
                                         metrics)
         else:
             session.report(metrics, None)
         fatal = _agree(failure, rank, world, device) if write else None
+        if write:  # rank 0 writing, the others waiting for it: counted in the next epoch's totals
+            meter.add("checkpoint_s", time.perf_counter() - checkpoint_start)
         if fatal is not None:
             # Not a worker fault: a restart would fill the same disk. The run ends FAILED now, keeping the
             # checkpoints that were written whole.
             session.report({"epoch": epoch, "error": fatal, "done": True, "fatal": True}, None)
             return
-        if stop:
+        if done:  # early stopping, or train.stop_after_epochs
             break

@@ -20,6 +20,7 @@ from cnnray.errors import ConfigError
 from cnnray.ray_compat import SNAPSHOT_FILE, read_checkpoint_snapshot
 from cnnray.run.checkpoint_files import HISTORY_KEY
 from cnnray.run.checkpoints import INDEX_FILE, read_index
+from cnnray.run.cost import COST_KEY, CostTotals, device_hours, format_hours
 
 STATE_KEYS = {"model", "optimizer", "schedule", "epoch", "global_step", "best_metric", "rng"}
 
@@ -78,6 +79,34 @@ def epoch_history(ckpt_dir: str) -> dict[int, dict[str, float]]:
         return {int(e): {str(k): float(v) for k, v in m.items()} for e, m in history.items()}
     except (ValueError, TypeError, AttributeError, OSError):
         return {}  # check_checkpoint already vouched for the file; a history it cannot read only loses the back-fill
+
+
+def recorded_cost(ckpt_dir: str) -> CostTotals | None:
+    """The run's cost totals up to this checkpoint (None: one written before cnnray kept them)."""
+    try:
+        meta = json.loads(_read(f"{ckpt_dir}/meta.json"))
+    except (ValueError, OSError):
+        return None
+    return CostTotals.from_meta(meta.get(COST_KEY)) if isinstance(meta, dict) and COST_KEY in meta else None
+
+
+def refuse_spent_budget(point: ResumePoint, budget_device_hours: float | None) -> None:
+    """ConfigError (exit 2) when the checkpoint a resume starts from already spent train.budget_device_hours, or
+    when its last epoch's cost on top would exceed it (the run would stop there again without training)."""
+    if budget_device_hours is None or not point.checkpoint_dir:
+        return
+    cost = recorded_cost(point.checkpoint_dir)
+    if cost is None:
+        return
+    spent, epoch = cost.device_hours, device_hours(cost.epoch_device_s)
+    where = f"run '{point.checkpoint_dir.rstrip('/').rsplit('/', 2)[-2]}' after epoch {point.epochs_done}"
+    if spent >= budget_device_hours:
+        raise ConfigError(f"train.budget_device_hours={budget_device_hours:g}: {where} already spent "
+                          f"{format_hours(spent)} device-hours; raise the budget above that to continue it")
+    if spent + epoch > budget_device_hours:
+        raise ConfigError(f"train.budget_device_hours={budget_device_hours:g}: {where} spent {format_hours(spent)} "
+                          f"device-hours and its last epoch cost {format_hours(epoch)}: one more epoch would exceed "
+                          f"the budget; raise it to at least {format_hours(spent + epoch)} to continue")
 
 
 def _describe_previous(run_dir: str, names: list[str], bad: str, model: Any) -> str:

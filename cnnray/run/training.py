@@ -21,7 +21,7 @@ from cnnray.run.claim import RunClaim
 from cnnray.run.local_host import RunFailed, StopRun, choose_runner, run_local
 from cnnray.run.outcome import outcome_of
 from cnnray.run.plan import PreparedRun, make_loop_config, prepare_run
-from cnnray.run.resume_check import ResumePoint, check_resume
+from cnnray.run.resume_check import ResumePoint, check_resume, refuse_spent_budget
 from cnnray.run.stage import stage_initial_weights
 from cnnray.tracking.background import BackgroundRun
 
@@ -31,7 +31,9 @@ OPEN_TRACKING_WITHIN_S = 10.0  # a local run opens its MLflow run at its first s
 def _check_resume(prep: PreparedRun) -> ResumePoint:
     """The checkpoint this resume will load, opened and checked now (ConfigError names a bad file)."""
     model = build_model(prep.cfg, prep.info.num_classes, prep.info.channels)
-    return check_resume(prep.run_dir, prep.cfg.train.resume_from, model)
+    point = check_resume(prep.run_dir, prep.cfg.train.resume_from, model)
+    refuse_spent_budget(point, prep.cfg.train.budget_device_hours)  # before any work: the budget is spent
+    return point
 
 
 def _prior_run(prep: PreparedRun, point: ResumePoint | None) -> tuple[str | None, str | None]:

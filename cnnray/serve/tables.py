@@ -92,23 +92,49 @@ def decision_summary(record: dict[str, Any]) -> str:
 
 def registry_table(rows: list[dict[str, Any]]) -> str:
     """Versions, newest first: aliases, the selection metric (val) and the held-out one (test), lineage, decision."""
-    head = (f"{'version':>7}  {'aliases':<28} {'val_acc':>7} {'test_acc':>8}  {'created (UTC)':<19}  {'data':<12}  "
-            f"{'test set':<12}  {'run':<24}  {'parent':<14}  last decision")
+    head = (f"{'version':>7}  {'aliases':<28} {'val_acc':>7} {'test_acc':>8}  {'cost (device-hours)':<26}  "
+            f"{'created (UTC)':<19}  {'data':<12}  {'test set':<12}  {'run':<24}  {'parent':<14}  last decision")
     lines = [head]
     for r in rows:
         acc, test = r.get("val_acc"), r.get("test_acc")
         lines.append(f"{r['version']:>7}  {', '.join('@' + a for a in r['aliases'])[:28]:<28} "
                      f"{(f'{float(acc):.4f}' if acc else '-'):>7} {(f'{float(test):.4f}' if test else '-'):>8}  "
-                     f"{r['created'][:19]:<19}  {r['data_fingerprint'][:12]:<12}  "
+                     f"{cost_cell(r):<26}  {r['created'][:19]:<19}  {r['data_fingerprint'][:12]:<12}  "
                      f"{(r.get('test_fingerprint') or '-')[:12]:<12}  {(r['run_name'] or '-')[:24]:<24}  "
                      f"{_parent(r)[:14]:<14}  {r['decision'] or '-'}")
     lines.append("val_acc: the split each version was selected on; test_acc: held out, measured once after training")
-    lines.append("parent: the registered version (NAME/VERSION) or weights file it was initialized from")
+    lines.append("parent: the registered version (NAME/VERSION) or weights file it was initialized from; =V: a "
+                 "replay of version V (`cnnray replay --register`) with its verdict")
+    lines.append("cost: device-hours of the version's training run (cpu: CPU core-hours, gpu: GPU-hours), = money at "
+                 "tracking.price_per_device_hour; search: the whole `cnnray tune` search that chose it")
     return "\n".join(lines)
+
+
+def _hours(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)[:10]
+    return f"{v:.3g}" if v >= 1e-4 or v == 0 else f"{v:.1e}"
+
+
+def cost_cell(row: dict[str, Any]) -> str:
+    """`0.0123 cpu = 0.5 (search 0.09)`: the version's training cost in device-hours, money when priced, and the
+    search's when tagged; '-' for a version registered before cost accounting."""
+    hours, search = row.get("cost_device_hours"), row.get("search_cost_device_hours")
+    cell = f"{_hours(hours)} {row.get('cost_device_kind') or ''}".strip() if hours else "-"
+    if hours and row.get("cost_money"):
+        cell += f" = {_hours(row['cost_money'])}"
+    if search:
+        cell += f" (search {_hours(search)}" + (f" = {_hours(row['search_cost_money'])}" if row.get("search_cost_money")
+                                                else "") + ")"
+    return cell
 
 
 def _parent(row: dict[str, Any]) -> str:
     """The version this one was initialized from (model.init_from), or the file/torchvision weights, or '-'."""
+    if row.get("replay_of"):  # `cnnray replay --register`: the version it rebuilt, and how close it came
+        return f"={row['replay_of'].rsplit('/', 1)[-1]} {row.get('replay_verdict') or ''}".strip()
     return row.get("parent") or row.get("init_from") or "-"
 
 

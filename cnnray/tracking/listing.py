@@ -33,6 +33,12 @@ def list_versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
             "format": t.get("cnnray.format", "legacy (pytorch flavor)"),
             "parent": t.get("cnnray.parent_version"), "init_from": t.get("cnnray.init_from"),
             "decision": f"{decision} (#{t.get('cnnray.decision_seq')}, {t.get('cnnray.decision_time', '')})" if decision else None,
+            # What training it cost (cnnray.run.finish) and, for a search's winner, the whole search (cnnray tune).
+            "cost_device_hours": t.get("cnnray.cost_device_hours"),
+            "cost_device_kind": t.get("cnnray.cost_device_kind"), "cost_money": t.get("cnnray.cost_money"),
+            "search_cost_device_hours": t.get("cnnray.search_cost_device_hours"),
+            "search_cost_money": t.get("cnnray.search_cost_money"),
+            "replay_of": t.get("cnnray.replay_of"), "replay_verdict": t.get("cnnray.replay_verdict"),
             "tags": t,
         })
     return sorted(rows, key=lambda r: int(r["version"]), reverse=True)

@@ -62,3 +62,24 @@ def plot_learning_curves(history: dict[str, list[tuple[int, float]]], path: str 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_replay_curves(original: dict[str, list[tuple[int, float]]], replay: dict[str, list[tuple[int, float]]],
+                       path: str | Path, title: str) -> Path:
+    """Per-epoch curves of a version's run and of its replay, one panel per metric, both in each panel."""
+    keys = [k for k in ("train_loss", "val_loss", "val_acc") if original.get(k) or replay.get(k)]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, series, style in (("original", original, "-o"), ("replay", replay, "--x")):
+            pts = series.get(key) or []
+            if pts:
+                ax.plot([s + 1 for s, _ in pts], [v for _, v in pts], style, label=label, markersize=4)
+        ax.set_xlabel("epoch")
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

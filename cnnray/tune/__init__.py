@@ -4,7 +4,8 @@ Importing this package does not import Ray: a bad space is refused before Ray st
 `space` (spaces, a trial's config, checks against the config tree) and `prepare` (settings, the search's
 identity on storage) run before Ray; `search` (domains, searchers, trial schedulers, the Tuner), `trial`
 (everything in a trial's actor), `runs` (MLflow child runs), `results` and `report` (tables, plots),
-and `runner`, which drives them all.
+`cost` (what the search spent and what its scheduler saved: plain arithmetic) and `budget`
+(tune.budget_device_hours as a Tune stopper), and `runner`, which drives them all.
 """
 
 from cnnray.tune.space import Param, SearchSpace, load_space, parse_space, space_names

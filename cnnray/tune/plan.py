@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import yaml
 
 from cnnray.config import Config
@@ -150,6 +151,47 @@ def load_trial_statuses(ident: SearchIdentity) -> dict[str, str]:
     except (FileNotFoundError, OSError, ValueError):
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+BUDGET_FILE = "cnnray_budget_spent.json"  # written when tune.budget_device_hours is spent: trials starting later return
+RESULT_FILE = "result.json"  # Tune's per-trial reports, one JSON object a line (JsonLoggerCallback)
+
+
+def budget_marker(ident: SearchIdentity) -> str:
+    """Path or URI of the search's budget marker (what a trial checks before it starts training)."""
+    return f"{ident.path.rstrip('/')}/{BUDGET_FILE}"
+
+
+def save_budget_marker(ident: SearchIdentity, info: dict[str, Any]) -> None:
+    """Say, under the search, that its device budget is spent (trials started from now on do not train)."""
+    _write_atomically(ident, BUDGET_FILE, json.dumps(info, sort_keys=True))
+
+
+def load_trial_reports(ident: SearchIdentity) -> list[tuple[str, dict[str, Any]]]:
+    """(trial id, report) of every epoch the search's trials reported so far, from Tune's result.json files
+    (a resumed search's spending); unreadable lines and files count as none."""
+    fs, fs_path = open_location(ident.path, key="scaling.storage_path")
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(fs_path, allow_not_found=True))
+    except OSError:
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    for entry in entries:
+        if entry.type != pafs.FileType.Directory:
+            continue
+        try:
+            with fs.open_input_stream(f"{entry.path}/{RESULT_FILE}") as f:
+                text = f.read().decode()
+        except (FileNotFoundError, OSError):
+            continue
+        for line in text.splitlines():
+            try:
+                report = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(report, dict):
+                out.append((entry.base_name, report))
+    return out
 
 
 def load_search_state(ident: SearchIdentity) -> tuple[dict[str, Any], SearchSpace]:

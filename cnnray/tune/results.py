@@ -14,6 +14,8 @@ from cnnray.tune.plan import SearchIdentity
 from cnnray.tune.trial_tables import ranked, trial_rows, trials_table
 from cnnray.tune.space import SearchSpace, active_values, sampled_values
 
+COST_DEVICE_KEY = "cost_device_s"  # a trial report's cumulative device-seconds (cnnray.run.cost)
+
 # Trial outcome -> the MLflow status its child run ends with (an early stop is a normal end).
 MLFLOW_STATUS = {"finished": "FINISHED", "stopped_early": "FINISHED", "failed": "FAILED", "unfinished": "KILLED"}
 
@@ -33,6 +35,7 @@ class TrialOutcome:
     error: str | None = None
     restored_from: str | None = None
     history: list[tuple[float, float]] = field(default_factory=list)  # (timestamp, metric) per epoch
+    cost_rows: list[dict[str, Any]] = field(default_factory=list)  # each own report's cost_* and where it stood
 
 
 def trial_status(tune_status: str, last_result: dict[str, Any]) -> str:
@@ -73,7 +76,8 @@ def result_trial_id(result: Any) -> str:
 
 def collect_outcomes(grid: Any, space: SearchSpace, metric: str, mode: str, statuses: dict[str, str], *,
                      all_ended: bool = False) -> list[TrialOutcome]:
-    """One TrialOutcome per Result of the ResultGrid, in trial order.
+    """One TrialOutcome per Result of the ResultGrid, in trial order (a trial Tune created but never started,
+    when a budget ended the search, has neither config nor run: it is left out).
 
     Only public API: Tune's Result carries no status, so `statuses` (trial id -> TERMINATED / ERROR) is what
     the search's callback recorded when each trial ended. `Tuner.restore` does not re-attach callbacks, so a
@@ -85,6 +89,8 @@ def collect_outcomes(grid: Any, space: SearchSpace, metric: str, mode: str, stat
     for result in grid:
         trial_id = result_trial_id(result)
         last = dict(result.metrics or {})
+        if not result.error and not set(last) - {"trial_id"}:
+            continue  # created, never started (a budget ended the search first): no config, no run, no epoch
         status = statuses.get(trial_id) or ("ERROR" if result.error else "TERMINATED" if all_ended else "RUNNING")
         df = result.metrics_dataframe
         history: list[tuple[float, float]] = []
@@ -95,6 +101,7 @@ def collect_outcomes(grid: Any, space: SearchSpace, metric: str, mode: str, stat
             if "restored_from" in df.columns:
                 found = [v for v in df["restored_from"].dropna().tolist() if v]
                 restored = found[-1] if found else None
+        cost_rows = _cost_rows(df)
         out.append(TrialOutcome(
             trial_id=trial_id, status=trial_status(status, last),
             params=active_values(space, sampled_values(result.config or {})),
@@ -102,9 +109,22 @@ def collect_outcomes(grid: Any, space: SearchSpace, metric: str, mode: str, stat
             reports=len(history), run_id=own_run_id(trial_id, last),
             checkpoint_path=result.checkpoint.path if result.checkpoint else None,
             error=str(result.error).splitlines()[0][:300] if result.error else None, restored_from=restored,
-            history=history,
+            history=history, cost_rows=cost_rows,
         ))
     return out
+
+
+def _cost_rows(df: Any) -> list[dict[str, Any]]:
+    """The cost figures of each report in a trial's results (with its time, epoch count and restore source)."""
+    if df is None or COST_DEVICE_KEY not in df.columns:
+        return []
+    keys = [c for c in df.columns if c.startswith("cost_") or c in ("timestamp", "epochs_done", "restored_from")]
+    rows = []
+    for record in df[keys].to_dict("records"):
+        if not isinstance(record.get(COST_DEVICE_KEY), (int, float)) or math.isnan(record[COST_DEVICE_KEY]):
+            continue  # a report without costs
+        rows.append({k: v for k, v in record.items() if not (isinstance(v, float) and math.isnan(v))})
+    return rows
 
 
 def best_outcome(outcomes: list[TrialOutcome], mode: str) -> TrialOutcome | None:

@@ -21,8 +21,11 @@ from ray.tune import Callback
 from cnnray import tracking
 from cnnray.classifier.card import card_for_training
 from cnnray.config import Config, config_hash, to_yaml
+from cnnray.config.schema import PriceSection
+from cnnray.run.cost import cost_result, totals_of_report
 from cnnray.run.outcome import load_best
 from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_metrics, log_text, metric_history, set_tags
+from cnnray.tune.cost import cost_metrics, cost_rows, format_search_cost
 from cnnray.tune.results import MLFLOW_STATUS, TrialOutcome, own_run_id, trial_status
 from cnnray.tune.space import SearchSpace
 from cnnray.tune.trial_tables import (
@@ -75,6 +78,16 @@ class ChildRuns:
         """Run id of a trial's child run by its name tag."""
         return tracking.find_run_by_name(self.uri, self.experiment, run_name)
 
+    def record_cost(self, run_id: str, report: dict[str, Any], price: PriceSection) -> None:
+        """A trial's run cost from its last report (its cumulative figures), as a training run records it."""
+        # deferred (heavy import): matplotlib
+        from cnnray.run.finish import record_cost
+
+        totals = totals_of_report(report)
+        if totals is not None:
+            record_cost(TrackingContext(self.uri, self.experiment_id, run_id), cost_result(totals, price),
+                        int(report.get("epochs_done") or 1) - 1)
+
     def close(self, run_id: str, status: str, *, stopped_early: bool = False) -> None:
         """End a child run with its final status; an early stop is tagged, not failed."""
         ctx = TrackingContext(self.uri, self.experiment_id, run_id)
@@ -82,12 +95,17 @@ class ChildRuns:
         tracking.end_run(ctx, status)
 
 
-def close_children(children: ChildRuns, tune_name: str, outcomes: list[TrialOutcome]) -> None:
-    """Every trial's child run to its final status (interrupted trials: KILLED, re-opened on --resume)."""
+def close_children(children: ChildRuns, tune_name: str, outcomes: list[TrialOutcome],
+                   price: PriceSection | None = None, registering: str | None = None) -> None:
+    """Every trial's child run to its final status (interrupted trials: KILLED, re-opened on --resume); with
+    `price`, each run that reported costs also gets cost_device_hours (and cost_money) and its cost tags, as a
+    training run does (except the trial `registering`, whose registration records them)."""
     for o in outcomes:
         run_id = o.run_id or children.find(child_run_name(tune_name, o.trial_id))
         if run_id:
             o.run_id = run_id
+            if price is not None and o.cost_rows and o.trial_id != registering:
+                children.record_cost(run_id, o.cost_rows[-1], price)
             children.close(run_id, MLFLOW_STATUS[o.status], stopped_early=o.status == "stopped_early")
 
 
@@ -110,9 +128,22 @@ def log_search_summary(ctx: TrackingContext, outcomes: list[TrialOutcome], space
         set_tags(ctx, {"cnnray.best_trial_id": best.trial_id, "cnnray.best_run_id": best.run_id or ""})
 
 
+def log_search_cost(ctx: TrackingContext, cost: dict[str, Any], mode: str, scheduler: str,
+                    end_reason: str | None = None) -> None:
+    """Parent run: the cost_* sums over the trials, the search's wall clock and the scheduler's saving (metrics),
+    the per-trial cost table (cost.txt, cost.csv), and cnnray.end_reason when a budget ended the search."""
+    rows = cost_rows(cost, mode)
+    log_metrics(ctx, cost_metrics(cost))
+    log_text(ctx, trials_csv(rows), "cost.csv")
+    log_text(ctx, format_search_cost(cost, scheduler) + "\n\n" + trials_table(rows) + "\n", "cost.txt")
+    if end_reason:
+        set_tags(ctx, {"cnnray.end_reason": end_reason})
+
+
 def register_best(children: ChildRuns, best: TrialOutcome, best_cfg: Config, prep: Any, tune_name: str,
-                  parent_run_id: str) -> dict[str, Any]:
-    """Log the best trial's best weights in its child run and register them (alias from registry.alias)."""
+                  parent_run_id: str, extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Log the best trial's best weights in its child run and register them (alias from registry.alias);
+    `extra_tags` go on the version too (the search's cost)."""
     # deferred (heavy import): matplotlib
     from cnnray.run.finish import finish_training_run
 
@@ -120,7 +151,8 @@ def register_best(children: ChildRuns, best: TrialOutcome, best_cfg: Config, pre
     weights, meta = load_best(best.checkpoint_path)
     ctx = TrackingContext(children.uri, children.experiment_id, best.run_id)
     trial_prep = replace(prep, cfg=best_cfg, run_name=child_run_name(tune_name, best.trial_id))
-    tags = {"cnnray.tune_run": tune_name, "cnnray.tune_parent_run_id": parent_run_id, "cnnray.trial_id": best.trial_id}
+    tags = {"cnnray.tune_run": tune_name, "cnnray.tune_parent_run_id": parent_run_id, "cnnray.trial_id": best.trial_id,
+            **(extra_tags or {})}
     out = finish_training_run(ctx, best_cfg, trial_prep, weights, meta,
                               make_card=partial(card_for_training, best_cfg, prep.info), extra_tags=tags)
     # Registration reopens the run; put back the status the trial ended with.
@@ -133,8 +165,10 @@ class TrialLifecycle(Callback):
 
     def __init__(self, tune_name: str, metric: str, max_epochs: int, tracking: Any | None,
                  on_line: Callable[[str], None] = print, statuses: dict[str, str] | None = None,
-                 persist: Callable[[dict[str, str]], None] | None = None) -> None:
+                 persist: Callable[[dict[str, str]], None] | None = None,
+                 budget_stopped: Callable[[str], bool] | None = None) -> None:
         self.tune_name, self.metric, self.max_epochs = tune_name, metric, max_epochs
+        self.budget_stopped = budget_stopped  # whether tune.budget_device_hours (not the scheduler) stopped a trial
         self.tracking = tracking  # ChildRuns, or None when tracking is off
         self.on_line = on_line
         # trial id -> TERMINATED / ERROR, from these public callbacks (Tune's Result has no status).
@@ -165,8 +199,12 @@ class TrialLifecycle(Callback):
             self.persist(dict(self.statuses))
         last = dict(trial.last_result or {})
         outcome = trial_status(status, last)
-        if outcome == "stopped_early":
-            self.on_line(f"[{trial.trial_id}] stopped by the scheduler after epoch {int(last.get('epochs_done', 0))}")
+        if outcome == "stopped_early" and not last.get("epochs_done"):
+            self.on_line(f"[{trial.trial_id}] not started: tune.budget_device_hours is spent")
+        elif outcome == "stopped_early":
+            by = "tune.budget_device_hours" if self.budget_stopped and self.budget_stopped(trial.trial_id) else \
+                "the scheduler"
+            self.on_line(f"[{trial.trial_id}] stopped by {by} after epoch {int(last.get('epochs_done', 0))}")
         elif outcome == "failed":
             self.on_line(f"[{trial.trial_id}] FAILED")
         if self.tracking is not None:

@@ -17,6 +17,7 @@ from ray.tune.search.hyperopt import HyperOptSearch
 from ray.tune.search.optuna import OptunaSearch
 
 from cnnray.config import TuneSection
+from cnnray.tune.budget import BudgetStopper, BudgetWatch
 from cnnray.tune.plan import SearchIdentity, pbt_mutable
 from cnnray.tune.space import GRID_KEY, Param, SearchSpace, active_values, encode_choice
 from cnnray.tune.trial import TrialSetup, run_trial, run_trial_in_actor
@@ -149,13 +150,18 @@ def checkpoints_to_keep(scheduler: str) -> int | None:
 
 
 def build_tuner(t: TuneSection, space: SearchSpace, ident: SearchIdentity, trainable: Any,
-                callbacks: list[Any], *, runner: str = "train", max_failures: int = 0) -> tune.Tuner:
-    """Tuner.restore for --resume (finished trials stay done, errored ones are retried), else a new Tuner."""
+                callbacks: list[Any], *, runner: str = "train", max_failures: int = 0,
+                budget_key: str | None = None) -> tune.Tuner:
+    """Tuner.restore for --resume (finished trials stay done, errored ones are retried), else a new Tuner.
+    `budget_key`: the registered tune.budget_device_hours state its stopper and watch callback consult."""
     if ident.resume:
         return tune.Tuner.restore(ident.path, trainable=trainable, resume_errored=True)
     search_alg, params, num_samples = build_search(t, space)
     # Tune's max_concurrent_trials wraps Searchers only; the variant generator got its own limit.
     limit = t.max_concurrent_trials if isinstance(search_alg, Searcher) else None
+    stop = BudgetStopper(budget_key) if budget_key else None
+    if budget_key:
+        callbacks = [*callbacks, BudgetWatch(budget_key)]
     return tune.Tuner(
         trainable, param_space=params,
         tune_config=RayTuneConfig(
@@ -165,7 +171,7 @@ def build_tuner(t: TuneSection, space: SearchSpace, ident: SearchIdentity, train
             # with its trial, whose cleanup aborts the Train run.
             reuse_actors=runner == "actor", trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=ident.name, storage_path=ident.storage_path, verbose=0,
+            name=ident.name, storage_path=ident.storage_path, verbose=0, stop=stop,
             # result.json explicitly: outcomes are read from it, and auto loggers may be switched off.
             callbacks=[*callbacks, JsonLoggerCallback()],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=checkpoints_to_keep(t.scheduler)),

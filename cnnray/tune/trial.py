@@ -39,6 +39,7 @@ import json
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +52,7 @@ from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
 from cnnray.data import load_arrays
+from cnnray.data.uri import path_exists
 from cnnray.ray_compat import abort_train_controller, add_trainable_mixin, controller_callback_base, require_written_for
 from cnnray.run.loop_config import LoopConfig
 from cnnray.run.plan import PreparedRun, make_loop_config
@@ -76,6 +78,7 @@ class TrialSetup:
     runner: str = "train"  # "actor": the loop runs in the trial's actor (run_trial_in_actor); "train": a Train run
     test_hooks: dict[str, int] = field(default_factory=dict)  # read on the driver (actors do not see its env)
     shared_data: Any = None  # actor trials: the data set in the object store (share_data), or None
+    budget_marker: str | None = None  # with tune.budget_device_hours: the file that says it is spent
 
 
 def _checkpoint_uri(checkpoint: Any, experiment_path: str) -> str:
@@ -223,10 +226,27 @@ class TrialStart:
     nothing_left: bool  # restored at the last epoch (PBT clone, resumed search)
 
 
+BUDGET_WAIT_S = 900  # a trial started after the budget was spent waits this long at most for Tune to end it
+
+
+def wait_for_the_search_to_end(timeout_s: float = BUDGET_WAIT_S) -> None:
+    """A trial that never reported cannot just return (Tune requires its metric in a final result): it waits,
+    spending nothing, until the search's budget stopper ends it with the search; an error after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+    raise RuntimeError("tune.budget_device_hours is spent: this trial was not started, and the search did not end")
+
+
 def start_trial(config: dict[str, Any], setup: TrialSetup) -> TrialStart:
     """The trial's config from Tune's sample, its checkpoint (own or another trial's), its child run."""
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = trial_config(setup.prep.cfg, setup.space, sampled_values(config))
+    if setup.budget_marker and path_exists(setup.budget_marker, key="scaling.storage_path"):
+        # Started after tune.budget_device_hours was spent: no MLflow run, no epoch (see cnnray/tune/budget.py).
+        if ray.tune.get_checkpoint() is not None:
+            return TrialStart(trial_id, cfg, None, None, {}, nothing_left=True)  # Tune keeps its last report
+        wait_for_the_search_to_end()
     restore = ray.tune.get_checkpoint()
     source = _source_of(restore)
     other = source.get("trial_id") not in (None, trial_id)

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnray.run.cost import format_hours
+from cnnray.tune.cost import cost_rows, format_search_cost
+
 if TYPE_CHECKING:
     from cnnray.tune.results import TrialOutcome
     from cnnray.tune.space import SearchSpace
@@ -97,12 +100,34 @@ def _aligned(rows: list[dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines())
 
 
+def cost_table(cost: dict[str, Any], mode: str, top: int | None = None) -> str:
+    """What each trial cost, best first (the first `top`): the table under a search's summary and in cost.txt."""
+    rows = cost_rows(cost, mode)
+    return trials_table(rows, top) if rows else ""
+
+
+def budget_summary(r: dict[str, Any]) -> str | None:
+    """The line that says tune.budget_device_hours ended the search (None: it did not)."""
+    cost = r.get("cost") or {}
+    if r.get("end_reason") != "budget" or cost.get("budget_device_hours") is None:
+        return None
+    by_budget = sum(t["stopped_by"] == "budget" for t in cost.get("trials", []))
+    idle = sum(t["epochs"] == 0 and t["status"] != "failed" for t in cost.get("trials", []))
+    return (f"tune.budget_device_hours={cost['budget_device_hours']:g} ended the search: "
+            f"{format_hours(float(cost.get('device_hours', 0.0)))} device-hours spent; {by_budget} trials stopped "
+            f"at an epoch boundary by it" + (f", {idle} never trained" if idle else ""))
+
+
 def format_tune_summary(r: dict[str, Any]) -> str:
     """What a person reads after `cnnray tune`."""
     lines = [f"search {r['name']} {r['status']} in {r.get('wall_seconds', 0):.0f}s: {r.get('num_trials', 0)} trials "
              f"({r.get('counts', {})}), {r.get('trial_epochs', 0)} trial-epochs"]
     if r.get("table"):
         lines.append(r["table"])
+    if r.get("cost"):
+        if r.get("cost_table"):
+            lines.append("cost per trial:\n" + r["cost_table"])
+        lines.append(format_search_cost(r["cost"], r.get("scheduler", "trial")))
     o = r.get("trial_overhead")
     if o:
         lines.append(f"per-trial overhead (wall time minus its epochs): median {o['median_s']:.1f}s, max "
@@ -113,6 +138,8 @@ def format_tune_summary(r: dict[str, Any]) -> str:
     if r.get("version"):
         lines.append(f"registered {r['registered_name']} version {r['version']}"
                      + (f" as @{r['alias']}" if r.get("alias") else "") + f"  ({r['model_uri']})")
+    if budget_summary(r):
+        lines.append(budget_summary(r))
     if r.get("stopped_by") == "time_budget":
         lines.append(f"the time budget (tune.time_budget_s) ended the search after {r.get('wall_seconds', 0):.0f}s; "
                      "trials still running then were stopped")

@@ -15,6 +15,7 @@ from cnnray import tracking
 from cnnray.cluster.local_ray import unwatch_mlflow_run
 from cnnray.cluster.ray_session import GracefulStop, ensure_ray
 from cnnray.config import Config
+from cnnray.data.uri import path_exists
 from cnnray.errors import ConfigError
 from cnnray.models import load_initial_weights
 from cnnray.models.from_config import build_model
@@ -23,12 +24,17 @@ from cnnray.run.mlflow_run import open_watched_run
 from cnnray.run.plan import prepare_run
 from cnnray.run.stage import stage_initial_weights
 from cnnray.run.test_hooks import read_test_hooks
+from cnnray.run.cost import device_hours
+from cnnray.tune.cost import cost_tags, search_cost, spend_of_rows, too_small_message
 from cnnray.tune.plan import (
     SearchIdentity,
+    budget_marker,
     check_settings,
     check_trial_fits,
     load_search_state,
+    load_trial_reports,
     load_trial_statuses,
+    save_budget_marker,
     save_search_state,
     save_trial_statuses,
     search_identity,
@@ -36,6 +42,7 @@ from cnnray.tune.plan import (
     trial_runner,
 )
 from cnnray.tune.results import best_outcome, collect_outcomes, search_result, search_status
+from cnnray.tune.trial_tables import cost_table
 from cnnray.tune.space import SearchSpace, check_space, load_space, trial_config
 
 
@@ -54,7 +61,18 @@ def resolve_search(cfg: Config, space_ref: str | None = None) -> tuple[Config, S
         ident = None
     check_settings(cfg, space)
     check_space(space, trial_base_config(cfg))
-    return cfg, space, ident or search_identity(cfg)
+    ident = ident or search_identity(cfg)
+    if ident.resume and cfg.tune.budget_device_hours is not None:
+        _check_budget_buys_an_epoch(cfg.tune.budget_device_hours, ident)
+    return cfg, space, ident
+
+
+def _check_budget_buys_an_epoch(budget_h: float, ident: SearchIdentity) -> None:
+    """A resumed search's trials reported what a trial-epoch costs: a budget below that exits 2 before any work.
+    (A new search learns it from its first epoch: see cnnray/tune/budget.py.)"""
+    mean = spend_of_rows(load_trial_reports(ident)).mean_epoch_device_s
+    if mean is not None and device_hours(mean) > budget_h:
+        raise ConfigError(too_small_message(budget_h, mean))
 
 
 def _check_model_edges(space: SearchSpace, prep: Any) -> None:
@@ -106,12 +124,14 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
         ChildRuns,
         TrialLifecycle,
         close_children,
+        log_search_cost,
         log_search_summary,
         register_best,
         trial_overhead,
     )
 
     # deferred (heavy import): ray, matplotlib
+    from cnnray.tune.budget import register, stopped_by_budget, unregister
     from cnnray.tune.search import build_tuner, make_trainable
     from cnnray.tune.trial import TrialSetup, share_data
 
@@ -141,45 +161,90 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
     setup = TrialSetup(prep=prep, space=space, tune_name=ident.name, experiment_path=ident.path,
                        tracking_uri=ctx.uri if ctx else None, parent_run_id=ctx.run_id if ctx else None,
                        runner=runner, test_hooks=read_test_hooks(),
-                       shared_data=share_data(base, space) if runner == "actor" else None)
+                       shared_data=share_data(base, space) if runner == "actor" else None,
+                       budget_marker=budget_marker(ident) if t.budget_device_hours is not None else None)
+    budget = _device_budget(t.budget_device_hours, ident, on_line)
     on_line(f"search {ident.name}: space '{space.name}' ({len(space.params)} keys), {t.search} search, "
             f"{t.scheduler} scheduler, {t.max_epochs} epochs max, {t.max_concurrent_trials} at a time, "
             f"trials in {'their own actors' if runner == 'actor' else 'Ray Train runs'}"
-            + (" (resumed)" if ident.resume else ""))
+            + (" (resumed)" if ident.resume else "")
+            + (f", stops at tune.budget_device_hours={t.budget_device_hours:g}" if budget is not None else ""))
 
-    status, error, outcomes, tuner, lifecycle = "FAILED", None, [], None, None
+    status, error, outcomes, tuner, lifecycle, idle = "FAILED", None, [], None, None, []
     statuses = load_trial_statuses(ident) if ident.resume else {}
     interrupt = GracefulStop()  # SIGTERM -> SIGINT: Tune stops gracefully and saves its state for --resume
     try:
         with interrupt:
             lifecycle = TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line, statuses=statuses,
-                                       persist=partial(save_trial_statuses, ident))
+                                       persist=partial(save_trial_statuses, ident),
+                                       budget_stopped=partial(stopped_by_budget, ident.name) if budget else None)
+            if budget is not None:
+                register(ident.name, budget)
             tuner = build_tuner(t, space, ident, make_trainable(setup), [lifecycle], runner=runner,
-                                max_failures=base.scaling.max_failures)
+                                max_failures=base.scaling.max_failures, budget_key=ident.name if budget else None)
             grid = tuner.fit()
-        budget_hit = t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s
+        if ident.resume:  # Tune's restored copy of the lifecycle callback recorded the trials this run ended
+            statuses.update(load_trial_statuses(ident))
+        time_hit = t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s
+        budget_hit = time_hit or (budget is not None and budget.exhausted)
         outcomes = collect_outcomes(grid, space, t.metric, t.mode, statuses,
                                     all_ended=not (interrupt.signalled or budget_hit))
+        if budget is not None and budget.exhausted:
+            # Trials Tune started after the budget was spent waited, untrained and without a run, for the end
+            # (or, when the budget cannot buy one epoch, were cut in their first: their runs are closed below).
+            idle = [o for o in outcomes if o.reports == 0 and o.epochs_run == 0 and o.status != "failed"]
+            outcomes = [o for o in outcomes if o not in idle]
+            # A trial paused (HyperBand, PBT) when Tune ended the search sits at an epoch boundary: the budget
+            # stopped it (unless the time budget came first and cut trials mid-epoch).
+            paused = [o for o in outcomes if o.status == "unfinished"] if not time_hit else []
+            for o in paused:
+                o.status = "stopped_early"
+                budget.stopped.add(o.trial_id)
         status, error = search_status(outcomes, signalled=interrupt.signalled, budget_hit=budget_hit)
+        if budget is not None and budget.too_small:
+            status, error = "FAILED", budget.too_small
     except KeyboardInterrupt:  # a second signal: Tune's graceful stop was cut short
         status, error = "KILLED", "interrupted"
         outcomes = _saved_outcomes(tuner, space, t.metric, t.mode, statuses)
     except Exception as e:  # noqa: BLE001 - the parent run must still be closed
         error = f"{type(e).__name__}: {e}"
+    finally:
+        unregister(ident.name)
 
     best = best_outcome(outcomes, t.mode) if status == "FINISHED" else None
     out = search_result(status, ident, t, space, outcomes, best, ctx.run_id if ctx else None,
                         cfg.tracking.experiment)
+    end_reason = "budget" if budget is not None and budget.exhausted else None
+    if end_reason:
+        out["end_reason"] = end_reason
+    if idle:
+        out["trials_not_started"] = len(idle)
+    out["cost"] = search_cost(outcomes, metric=t.metric, mode=t.mode, max_epochs=t.max_epochs,
+                              price=cfg.tracking.price_per_device_hour, wall_s=time.time() - t0,
+                              budget_device_hours=t.budget_device_hours,
+                              budget_stopped=budget.stopped if budget is not None else ())
+    out["cost_table"] = cost_table(out["cost"], t.mode, t.table_top)
     try:
         if children is not None:
-            close_children(children, ident.name, outcomes)  # fills in run ids found by name
+            registering = best.trial_id if best is not None and cfg.registry.enabled else None
+            # Fills in run ids found by name.
+            close_children(children, ident.name, outcomes + idle, cfg.tracking.price_per_device_hour, registering)
             if best is not None:
                 out["best"]["run_id"] = best.run_id
+        if ctx is not None:
+            log_search_cost(ctx, out["cost"], t.mode, t.scheduler, end_reason)
         if ctx is not None and status == "FINISHED":
             log_search_summary(ctx, outcomes, space, t.metric, t.mode, best, t.table_top)
             if best is not None and cfg.registry.enabled and best.run_id:
                 best_cfg = trial_config(base, space, best.params)
-                out.update(register_best(children, best, best_cfg, prep, ident.name, ctx.run_id))
+                # The search is over: its whole cost goes on the version it chose.
+                reg = register_best(children, best, best_cfg, prep, ident.name, ctx.run_id,
+                                    extra_tags=cost_tags(out["cost"]))
+                out["best"]["cost"] = reg.pop("cost", None)  # the winner's own run; "cost" is the search's
+                out.update(reg)
+        if ctx is not None:  # the search's own wall clock, its registration included
+            out["cost"]["wall_s"] = round(time.time() - t0, 3)
+            tracking.runs.log_metrics(ctx, {"cost_wall_s": out["cost"]["wall_s"]})
     except BaseException:
         status = "FAILED"
         raise
@@ -187,6 +252,8 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
         if ctx is not None:
             tracking.end_run(ctx, status)
             unwatch_mlflow_run()
+    if budget is not None and budget.too_small:
+        raise ConfigError(f"{budget.too_small} (search {ident.name} stopped after its first measured trial-epoch)")
     if error:
         out["error"] = error
     overhead = trial_overhead(lifecycle.timing) if lifecycle is not None else None
@@ -196,6 +263,21 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
         out["stopped_by"] = "time_budget"  # its normal end: the trials it got through count
     out["wall_seconds"] = round(time.time() - t0, 1)
     return out
+
+
+def _device_budget(hours: float | None, ident: SearchIdentity, on_line: Callable[[str], None]) -> Any:
+    """The search's tune.budget_device_hours state (None without one), with what a resumed search spent before."""
+    if hours is None:
+        return None
+    # deferred (heavy import): ray
+    from cnnray.tune.budget import DeviceBudget
+
+    spend = spend_of_rows(load_trial_reports(ident)) if ident.resume else None
+    budget = DeviceBudget(hours, **({"spend": spend} if spend is not None else {}),
+                          on_exhausted=partial(save_budget_marker, ident), on_line=on_line)
+    if ident.resume and path_exists(budget_marker(ident), key="scaling.storage_path"):
+        budget.exhausted = True  # spent before the interruption: the search ends as soon as Tune has restored it
+    return budget
 
 
 def _saved_outcomes(tuner: Any, space: SearchSpace, metric: str, mode: str, statuses: dict[str, str]) -> list:

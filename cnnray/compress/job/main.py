@@ -1,9 +1,10 @@
-"""`cnnray compress` end to end: load the source version, build the method's candidate
-(`compress_candidates.py`), gate it on the source's validation images, measure both, and register it
-(`cnnray.tracking.compression`) only if it passed."""
+"""`cnnray compress` end to end: load the source version (or take one in memory: `cnnray replay` passes the
+replayed source), build the method's candidate (`candidates.py`), gate it on the source's validation images,
+measure both, and register it (`cnnray.tracking.compression`) only if it passed and registration is asked."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from cnnray.classifier.classifier import ImageClassifier
 from cnnray.compress.checks import judge_candidate
 from cnnray.compress.export import run_onnx
-from cnnray.compress.job.candidates import CompressOptions, make_candidate
+from cnnray.compress.job.candidates import Candidate, CompressOptions, make_candidate
 from cnnray.compress.measure import file_size_mb, flops, measure_latency, model_size
 from cnnray.errors import UserInputError
 from cnnray.serve.data import check_classes, data_config_for, describe, load_split
@@ -24,18 +25,40 @@ def _ms(seconds: float) -> float:
     return 1000.0 * seconds
 
 
+@dataclass
+class CompressOutcome:
+    """What the job made: the result object (`cnnray compress --json`), the candidate, whether it passed the gate."""
+
+    result: dict[str, Any]
+    candidate: Candidate
+    passed: bool
+
+
 def compress_version(ref: Any, keys: Any, method: str, work_dir: Path, *, max_acc_drop: float, tolerance: float,
                      alias: str | None, threads: int, repeats: int, opts: Any = None,
-                     on_line: Any = print) -> dict[str, Any]:
+                     on_line: Any = print, command: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load the version, run the method, gate it on the source's evaluation images, measure both, register
-    the candidate if it passed. Returns the result object (`registered` False: refused, nothing written)."""
+    the candidate if it passed (with `command`, the options that shaped it, as a tag). Returns the result
+    object (`registered` False: refused, nothing written)."""
+    clf, version = load_version(ref, keys.tracking_uri, channels_last=False)
+    return compress_classifier(clf, version.label, str(version.name), keys, method, work_dir,
+                               max_acc_drop=max_acc_drop, tolerance=tolerance, alias=alias, threads=threads,
+                               repeats=repeats, opts=opts, on_line=on_line, command=command).result
+
+
+def compress_classifier(clf: ImageClassifier, label: str, name: str, keys: Any, method: str, work_dir: Path, *,
+                        max_acc_drop: float, tolerance: float, alias: str | None, threads: int, repeats: int,
+                        opts: Any = None, on_line: Any = print, register: bool = True,
+                        command: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> CompressOutcome:
+    """The job on a loaded source (`clf`, an ImageClassifier loaded with channels_last=False; `label`, the
+    version it is; `name`, the registered model a result joins): run the method, gate, measure, and register
+    the candidate if it passed and `register` (tagged with `command` and `tags`)."""
     # deferred (heavy import): pyarrow
     from cnnray.data.example import example_image
 
     opts = opts or CompressOptions()
-    clf, version = load_version(ref, keys.tracking_uri, channels_last=False)
     if any(s.get("method") == "quantize" for s in clf.card.compression.get("steps", [])):
-        raise UserInputError(f"--model {version.label} is int8-quantized: compress its fp32 source instead")
+        raise UserInputError(f"--model {label} is int8-quantized: compress its fp32 source instead")
     data = data_config_for(clf.card, keys.data)
     info = describe(data)
     check_classes(clf.card, tuple(info.class_names), f"data.source={data.source}")
@@ -43,10 +66,10 @@ def compress_version(ref: Any, keys: Any, method: str, work_dir: Path, *, max_ac
     split = load_split(data, "val")
     example = clf.transform(split.x[:64])  # real images, preprocessed as the classifier does
     try:
-        cand = make_candidate(method, clf, version.label, data, keys, example, work_dir, opts, on_line)
+        cand = make_candidate(method, clf, label, data, keys, example, work_dir, opts, on_line)
     except ValueError as e:  # the methods' input checks (e.g. nothing to prune, a norm without gamma)
 
-        raise UserInputError(f"--method {method} on {version.label}: {e}") from None
+        raise UserInputError(f"--method {method} on {label}: {e}") from None
     candidate = ImageClassifier(cand.card, cand.weights, channels_last=False)  # rebuilt from card + weights, as served
     gate = judge_candidate(method, clf.logits_uint8(split.x), candidate.logits_uint8(split.x), split.y.long(),
                   max_acc_drop=max_acc_drop, tolerance=tolerance, checks=cand.checks)
@@ -59,7 +82,7 @@ def compress_version(ref: Any, keys: Any, method: str, work_dir: Path, *, max_ac
     lat = measure_latency(cand.speed_model or candidate.model, example, repeats=repeats, threads=threads)
     src_lat = measure_latency(clf.model, example, repeats=repeats, threads=threads)
     evidence: dict[str, Any] = {
-        "method": method, "source": version.label, "n_eval": gate.parity["n"], "eval_data": data.source,
+        "method": method, "source": label, "n_eval": gate.parity["n"], "eval_data": data.source,
         "acc": gate.candidate_acc, "acc_source": gate.source_acc, "acc_delta_points": gate.delta_points,
         "max_abs_diff": gate.parity["max_abs_diff"], "top1_agreement": gate.parity["top1_agreement"],
         "size_mb": size["size_mb"], "size_mb_source": src_size["size_mb"], "params": size["params"],
@@ -80,19 +103,21 @@ def compress_version(ref: Any, keys: Any, method: str, work_dir: Path, *, max_ac
         evidence[f"{fmt}_file_mb"] = file_size_mb(path)
     if "onnx_opset" in cand.checks:
         evidence["onnx_opset"] = cand.checks["onnx_opset"]
-    on_line(_summary(version.label, method, evidence, gate))
-    out: dict[str, Any] = {"source": version.label, "method": method, "registered": gate.passed,
+    on_line(_summary(label, method, evidence, gate))
+    out: dict[str, Any] = {"source": label, "method": method, "registered": gate.passed and register,
                            "reasons": gate.reasons, "evidence": evidence}
     if not gate.passed:
         on_line("refused, nothing registered: " + "; ".join(gate.reasons))
-        return out
-    reg = register_compressed(keys.tracking_uri, keys.experiment, str(version.name), cand.card, cand.weights,
+        return CompressOutcome(out, cand, False)
+    if not register:
+        return CompressOutcome(out, cand, True)
+    reg = register_compressed(keys.tracking_uri, keys.experiment, name, cand.card, cand.weights,
                               example=example_image(data, clf.card.input.channels), evidence=evidence,
-                              files=cand.files, alias=alias)
+                              files=cand.files, alias=alias, command=command, tags=tags)
     on_line(f"registered {reg.name} version {reg.version}" + (f" as @{alias}" if alias else "")
             + f"  ({reg.model_uri})")
     out.update(name=reg.name, version=reg.version, alias=alias, model_uri=reg.model_uri)
-    return out
+    return CompressOutcome(out, cand, True)
 
 
 def _gate_file(gate: Any, what: str, cand: Any, clf: Any, split: Any, max_acc_drop: float) -> None:
