@@ -238,6 +238,7 @@ def test_a_run_uri_without_a_registered_version_is_refused(tmp_path, mlflow_serv
 
 
 @pytest.mark.parametrize("args,says", [
+    ([], "name the version to replay"),
     (["not-a-uri"], "not a model URI"),
     (["models:/m/1", "train.epochs=3"], "cannot change in a replay"),
     (["models:/m/1", "train.resume=true"], "cannot continue a run"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from cnnray.console import EXIT_FAILED, make_parser, print_json, run_workflow
+from cnnray.errors import UserInputError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.05, help="level of the paired test behind `equivalent`")
 
     def body() -> int:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        given = sys.argv[1:] if argv is None else argv
+        if not ({"-h", "--help"} & set(given) or [a for a in given if not a.startswith("-")]):
+            raise UserInputError("cnnray replay: name the version to replay: models:/NAME/VERSION or models:/NAME@ALIAS")
+        args = parser.parse_args(given)
         from cnnray.replay.options import ReplayOptions
 
         opts = ReplayOptions(args.model, tuple(args.overrides), args.address, args.register, args.alpha).validate()
