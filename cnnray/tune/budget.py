@@ -8,7 +8,8 @@ How it stops, through Tune's public API only:
   report, i.e. at an epoch boundary, with that epoch's checkpoint. `stop_all()` turns True once no trial that was
   running then is still running: Tune then ends the search (trials not started yet never start).
 - A trial that Tune starts in between (a slot freed by a stopped trial) reads the marker file the driver wrote
-  under the search (`plan.BUDGET_FILE`) and returns at once, before its MLflow run or any epoch.
+  under the search (`plan.BUDGET_FILE`) and waits, before its MLflow run or any epoch, until the stopper ends
+  the search (returning without a metric would be a Tune error); it is dropped from the outcomes.
 - `BudgetWatch` (a Tune `Callback`): which trials are running, at the start of each of Tune's steps.
 
 A budget smaller than the first measured trial-epoch cannot buy a single epoch: that search stops everything
