@@ -133,3 +133,72 @@ def pin_ray_start_loopback(ip: str = "127.0.0.1") -> None:
         return ip if worker._global_node is None else outward(address)
 
     services.get_node_ip_address = node_ip
+
+
+def trial_checkpoints(trial) -> list:
+    """Every Tune checkpoint a trial's bookkeeping still holds (its kept ones and its latest): Checkpoint objects."""
+    require_written_for("Trial.run_metadata.checkpoint_manager (_checkpoint_results)")
+    cpm = trial.run_metadata.checkpoint_manager
+    results = list(cpm._checkpoint_results)
+    if cpm.latest_checkpoint_result is not None:
+        results.append(cpm.latest_checkpoint_result)
+    seen, out = set(), []
+    for r in results:
+        if r.checkpoint is not None and r.checkpoint.path not in seen:
+            seen.add(r.checkpoint.path)
+            out.append(r.checkpoint)
+    return out
+
+
+def forget_trial_checkpoints(trial) -> None:
+    """Drop a trial's checkpoints from Tune's bookkeeping (their folders were deleted): a restart of the trial
+    then starts from scratch instead of failing in Trainable.restore on a missing folder."""
+    require_written_for("Trial.run_metadata.checkpoint_manager (_latest_checkpoint_result)")
+    cpm = trial.run_metadata.checkpoint_manager
+    cpm._checkpoint_results = []
+    cpm._latest_checkpoint_result = None
+    trial.run_metadata.invalidate_cache()  # the trial's JSON state is cached; the next experiment save must see this
+
+
+def drop_older_checkpoints(trial, newest: str) -> list:
+    """Remove every checkpoint but the one at `newest` from a trial's bookkeeping; returns the removed
+    Checkpoints (their folders are the caller's to delete). Tune's on_checkpoint callbacks run before the new
+    checkpoint is registered: at that point every registered one is older."""
+    require_written_for("Trial.run_metadata.checkpoint_manager (_checkpoint_results)")
+    cpm = trial.run_metadata.checkpoint_manager
+    older = [c for c in trial_checkpoints(trial) if c.path != newest]
+    cpm._checkpoint_results = [r for r in cpm._checkpoint_results if r.checkpoint is not None and r.checkpoint.path == newest]
+    latest = cpm.latest_checkpoint_result
+    if latest is not None and (latest.checkpoint is None or latest.checkpoint.path != newest):
+        cpm._latest_checkpoint_result = None  # registered again in a moment: the new one
+    trial.run_metadata.invalidate_cache()
+    return older
+
+
+def point_trial_at_checkpoint(trial, path: str, filesystem) -> None:
+    """Make `path` (a checkpoint folder on the trial's storage) the trial's latest checkpoint: a resumed trial
+    restarts from it (its metrics are unknown here: the trial reads its epoch from the checkpoint itself)."""
+    require_written_for("Trial.run_metadata.checkpoint_manager (_latest_checkpoint_result)")
+    # deferred (heavy import): ray
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    result = _TrainingResult(checkpoint=Checkpoint(path, filesystem=filesystem), metrics={})
+    cpm = trial.run_metadata.checkpoint_manager
+    cpm._checkpoint_results = [result]
+    cpm._latest_checkpoint_result = result
+    trial.run_metadata.invalidate_cache()
+
+
+def slim_ended_trial(trial, metric: str, keep_keys: frozenset[str], keep_prefixes: tuple[str, ...] = ()) -> None:
+    """Shrink what Tune's driver keeps of a trial that ended: its per-metric statistics and its last result are
+    reduced to the search metric and `keep_keys`/`keep_prefixes`. Tune holds every trial for the whole search
+    (in memory and in its experiment state): at thousands of trials, those statistics of ~30 metrics are what
+    grows. A trial that runs again (resumed) rebuilds statistics for the metrics it reports."""
+    require_written_for("Trial.run_metadata (metric_analysis, metric_n_steps, last_result)")
+    meta = trial.run_metadata
+    meta.metric_analysis = {k: v for k, v in meta.metric_analysis.items() if k == metric}
+    meta.metric_n_steps = {k: v for k, v in meta.metric_n_steps.items() if k == metric}
+    last = meta.last_result or {}
+    meta.last_result = {k: v for k, v in last.items() if k in keep_keys or k == metric or k.startswith(keep_prefixes)}
+    meta.invalidate_cache()

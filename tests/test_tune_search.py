@@ -48,6 +48,7 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     # As Ray Train runs (the other searches here train in the trial's actor): stopped trials abort their runs.
     cfg = load_config(overrides=_args(tmp_path, mlflow_server, "run.name=asha", "tune.num_samples=3",
                                       "registry.name=tune-asha", "tune.trial_runner=train",
+                                      "tune.keep_checkpoints_top_k=1",
                                       f"tracking.price_per_device_hour.cpu={CPU_PRICE}"))
     result = run_tune(cfg, on_line=lines.append)
     assert result["status"] == "FINISHED", result
@@ -77,6 +78,13 @@ def test_asha_search_tracks_every_trial_and_registers_the_challenger(ray_local, 
     best = result["best"]
     assert best["value"] == max(r["best_val_acc"] for r in result["trials"])
     assert parent.data.metrics["best_val_acc"] == best["value"]
+    # tune.keep_checkpoints_top_k=1: only the winner's checkpoint (and Train run folders) are left on disk.
+    folder = tmp_path / "ray" / "asha"
+    assert {p.parent.name for p in folder.glob("*/checkpoint_*")} == {best["trial_id"]}
+    assert len(list(folder.glob(f"{best['trial_id']}/checkpoint_*"))) == 1  # its latest only
+    assert {p.name.rsplit("-", 1)[0] for p in (folder / "train").iterdir()} == {best["trial_id"]}
+    rows_csv = (folder / "trials.csv").read_text().splitlines()  # appended as each trial ended
+    assert len(rows_csv) == 4 and {r.split(",")[0] for r in rows_csv[1:]} == set(rows)
     mv = client.get_model_version_by_alias("tune-asha", "challenger")
     assert mv.version == result["version"] and mv.run_id == best["run_id"]
     assert mv.tags["cnnray.tune_run"] == "asha" and mv.tags["cnnray.trial_id"] == best["trial_id"]
@@ -213,7 +221,7 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
     # 5 epochs: asynchronous PBT exploits only when the bad trial reports after the good one has a score; on a
     # loaded machine the bad one can lead at every one of 2 perturbation points, rarely at all 4.
     overrides = _args(tmp_path, mlflow_server, "run.name=pbt", "tune.scheduler=pbt", "tune.num_samples=2",
-                      "tune.max_epochs=5", "registry.enabled=false")
+                      "tune.max_epochs=5", "registry.enabled=false", "tune.keep_checkpoints_top_k=1")
     seed = _seed_drawing(overrides, space, "optim.lr", {1.0e-6, 3.0e-3})
     cfg = load_config(overrides=[*overrides, f"tune.seed={seed}"])
     result = run_tune(cfg, space_ref=str(space), on_line=lambda s: None)
@@ -232,6 +240,9 @@ def test_pbt_exploit_restores_another_trials_checkpoint(ray_local, mlflow_server
     # epoch, with nothing left to train, is tagged too).
     assert {r["trial_id"] for r in restored} <= {c.data.tags["cnnray.trial_id"] for c in tagged}
     assert all(c.info.status == "FINISHED" for c in children), [(c.data.tags["cnnray.trial_id"], c.info.status) for c in children]
+    # Running PBT trials kept every checkpoint (one may be cloned); once both ended, K=1 left the best's alone.
+    folder = tmp_path / "ray" / "pbt"
+    assert {p.parent.name for p in folder.glob("*/checkpoint_*")} == {result["best"]["trial_id"]}
     _assert_resources_released(ray_local)
 
 

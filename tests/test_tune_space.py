@@ -215,11 +215,24 @@ def test_existing_name_without_resume_and_missing_resume_exit_2(tmp_path):
     assert Path(tmp_path / "ray" / "taken").exists()
 
 
-def test_trials_keep_their_latest_checkpoint_only_unless_pbt_may_clone_an_older_one():
-    from cnnray.tune.search import checkpoints_to_keep
+def test_trials_keep_their_latest_checkpoint_only_unless_pbt_may_clone_an_older_one(tmp_path):
+    from cnnray.tune.plan import SearchIdentity
+    from cnnray.tune.retention import CheckpointRetention
+    from cnnray.tune.search import build_tuner
 
-    assert [checkpoints_to_keep(s) for s in ("asha", "fifo", "hyperband", "median")] == [1, 1, 1, 1]
-    assert checkpoints_to_keep("pbt") is None
+    def retention(scheduler):
+        cfg = load_config(overrides=[f"tune.scheduler={scheduler}", "tune.keep_checkpoints_top_k=3"])
+        space = load_space("default")
+        tuner = build_tuner(cfg.tune, space, SearchIdentity("s", str(tmp_path), str(tmp_path / "s"), False),
+                            lambda config: None, [])
+        run_config = tuner._local_tuner.get_run_config()
+        # Tune deletes nothing itself (num_to_keep would save the whole experiment state at every checkpoint).
+        assert run_config.checkpoint_config.num_to_keep is None
+        (cb,) = [c for c in run_config.callbacks if isinstance(c, CheckpointRetention)]
+        return cb
+
+    assert [retention(s).history for s in ("asha", "fifo", "hyperband", "median")] == [False] * 4
+    assert retention("pbt").history and retention("pbt").keep == 3
 
 
 def test_a_trial_larger_than_the_cluster_is_refused():

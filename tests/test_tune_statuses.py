@@ -2,36 +2,59 @@
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
-from cnnray.tune.plan import TRIALS_FILE, SearchIdentity, load_trial_statuses, save_trial_statuses
+from cnnray.tune.plan import TRIAL_ENDS_FILE, TRIALS_FILE, SearchIdentity, load_trial_statuses, save_trial_status
 from cnnray.tune.results import result_trial_id, trial_status
-from cnnray.tune.runs import TrialLifecycle
+from cnnray.tune.lifecycle import TrialLifecycle
 
 
 def test_statuses_round_trip_and_survive_a_corrupt_file(tmp_path):
     ident = SearchIdentity("s", str(tmp_path), str(tmp_path / "s"), resume=False)
     assert load_trial_statuses(ident) == {}
-    save_trial_statuses(ident, {"a_00000": "TERMINATED", "a_00001": "ERROR"})
-    assert load_trial_statuses(ident) == {"a_00000": "TERMINATED", "a_00001": "ERROR"}
-    assert [p.name for p in (tmp_path / "s").iterdir()] == [TRIALS_FILE]  # no temporary file left behind
-    (tmp_path / "s" / TRIALS_FILE).write_text('{"a_00000": "TERMI')  # truncated by a crash
-    assert load_trial_statuses(ident) == {}
+    save_trial_status(ident, "a_00000", "TERMINATED")
+    save_trial_status(ident, "a_00001", "ERROR")
+    save_trial_status(ident, "a_00001", "TERMINATED")  # retried on --resume: the last end wins
+    assert load_trial_statuses(ident) == {"a_00000": "TERMINATED", "a_00001": "TERMINATED"}
+    log = tmp_path / "s" / TRIAL_ENDS_FILE
+    assert [p.name for p in (tmp_path / "s").iterdir()] == [TRIAL_ENDS_FILE]  # appended to: no temporary file
+    assert len(log.read_text().splitlines()) == 3  # one line per end, nothing rewritten
+    log.write_text(log.read_text() + '{"trial_id": "a_00002", "sta')  # the last line cut by a crash
+    assert load_trial_statuses(ident) == {"a_00000": "TERMINATED", "a_00001": "TERMINATED"}
+    # A search started by an earlier cnnray (the whole-file JSON) still resumes with its statuses.
+    (tmp_path / "s" / TRIALS_FILE).write_text('{"a_00009": "ERROR"}')
+    assert load_trial_statuses(ident)["a_00009"] == "ERROR"
+    (tmp_path / "s" / TRIALS_FILE).write_text('{"a_00009": "ERR')  # truncated: counts as none
+    assert "a_00009" not in load_trial_statuses(ident)
+
+
+def _trial(trial_id, last):
+    """A stand-in for Tune's Trial: what the lifecycle reads and slims."""
+    stats = {k: {"max": v, "min": v} for k, v in last.items() if k.startswith("val_")}
+    meta = SimpleNamespace(last_result=dict(last), metric_analysis=stats, metric_n_steps={k: {} for k in stats},
+                           invalidate_cache=lambda: None)
+    return SimpleNamespace(trial_id=trial_id, last_result=last, run_metadata=meta, metric_analysis=stats,
+                           config={}, error_file=None)
 
 
 def test_lifecycle_records_and_persists_each_ended_trial(tmp_path):
     ident = SearchIdentity("s", str(tmp_path), str(tmp_path / "s"), resume=False)
     lines: list[str] = []
     cb = TrialLifecycle("s", "val_acc", 3, None, lines.append,
-                        persist=lambda st: save_trial_statuses(ident, st))
-    done = SimpleNamespace(trial_id="t_00000", last_result={"train_done": True, "epochs_done": 3})
-    stopped = SimpleNamespace(trial_id="t_00001", last_result={"epochs_done": 1})
-    broken = SimpleNamespace(trial_id="t_00002", last_result={})
+                        persist=lambda trial_id, status: save_trial_status(ident, trial_id, status))
+    done = _trial("t_00000", {"train_done": True, "epochs_done": 3, "val_acc": 0.5, "val_f1_macro": 0.4})
+    stopped = _trial("t_00001", {"epochs_done": 1})
+    broken = _trial("t_00002", {})
+    for t in (done, stopped, broken):
+        cb.on_trial_start(0, [], t)
     cb.on_trial_complete(0, [], done)
     cb.on_trial_complete(0, [], stopped)
     cb.on_trial_error(0, [], broken)
-    saved = json.loads((tmp_path / "s" / TRIALS_FILE).read_text())
+    saved = load_trial_statuses(ident)
+    assert not cb.running and cb.overhead()["trials"] == 3  # ended trials leave numbers, not entries
+    # What Tune keeps of an ended trial shrinks to what is read later: the search metric, the outcome's keys.
+    assert set(done.run_metadata.last_result) == {"train_done", "epochs_done", "val_acc"}
+    assert set(done.run_metadata.metric_analysis) == {"val_acc"} == set(done.run_metadata.metric_n_steps)
     assert saved == {"t_00000": "TERMINATED", "t_00001": "TERMINATED", "t_00002": "ERROR"}
     assert [trial_status(saved[t.trial_id], t.last_result) for t in (done, stopped, broken)] == [
         "finished", "stopped_early", "failed"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from cnnray.bench.tune_variants import tune_variant
 from cnnray.console import make_parser, print_json, run_workflow
 from cnnray.errors import UserInputError
 
@@ -38,6 +39,21 @@ def _gpu_bench(which: str, quick: bool, as_json: bool) -> int:
     return 0
 
 
+def _run_benches(which: str, quick: bool, variant: tuple | None) -> dict:
+    """Run and print each named bench (or the tune variant a flag chose); their results by name."""
+    results = {}
+    for name in BENCHES if which == "all" else [which]:
+        module_name, run_name, fmt_name = BENCHES[name]
+        kwargs = {"quick": True} if name in ("train", "compress", "promote", "transfer") and quick else {}
+        if variant is not None:  # --overhead, --scale or --store-runs instead of ASHA vs FIFO
+            name, module_name, run_name, fmt_name, kwargs = variant
+        module = importlib.import_module(module_name)
+        print(f"== bench {name}", flush=True)
+        results[name] = getattr(module, run_name)(**kwargs)
+        print(getattr(module, fmt_name)(results[name]), flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the named benchmark(s) and print their ratios (JSON with --json)."""
     parser = make_parser("cnnray bench", "Benchmarks; each prints ratios measured in the same run.", config=False)
@@ -49,27 +65,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="train: the CUDA GPU table instead (Engine vs a lean loop, CBAM cost; needs no Ray)")
     parser.add_argument("--overhead", type=int, metavar="N", default=None,
                         help="tune: per-trial overhead of N one-epoch trials, in the trial's actor and as Train runs")
+    parser.add_argument("--scale", type=int, metavar="N", nargs="?", const=2000, default=None,
+                        help="tune: one search of N one-epoch trials (default 2000), MLflow on: throughput and driver "
+                        "memory over the first and last 10%%, disk, Tune state, MLflow store, overhead")
+    parser.add_argument("--store-runs", type=int, metavar="N", default=None,
+                        help="tune: an MLflow store (SQLite, and an mlflow server) holding one parent with N child runs: "
+                        "search by parent and the run page's requests, timed")
 
     def body() -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         if args.gpu:
             return _gpu_bench(args.which, args.quick, args.json)
-        if args.overhead is not None and (args.which != "tune" or args.overhead < 1):
-            raise UserInputError(f"--overhead N (N >= 1 trials) applies to `cnnray bench tune`; got "
-                                 f"`{args.which}` with N={args.overhead}")
+        variant = tune_variant(args.which, {"overhead": args.overhead, "scale": args.scale,
+                                            "store_runs": args.store_runs})
         from cnnray.cluster.ray_session import quiet_ray
 
         quiet_ray(args.verbose)
-        results = {}
-        for name in BENCHES if args.which == "all" else [args.which]:
-            module_name, run_name, fmt_name = BENCHES[name]
-            module = importlib.import_module(module_name)
-            kwargs = {"quick": True} if name in ("train", "compress", "promote", "transfer") and args.quick else {}
-            if args.overhead is not None:  # the overhead bench instead of ASHA vs FIFO
-                run_name, fmt_name, kwargs, name = "run_overhead_bench", "format_overhead_bench", {"n": args.overhead}, "tune_overhead"
-            print(f"== bench {name}", flush=True)
-            results[name] = getattr(module, run_name)(**kwargs)
-            print(getattr(module, fmt_name)(results[name]), flush=True)
+        results = _run_benches(args.which, args.quick, variant)
         if args.json:
             print_json(results)
         return 0

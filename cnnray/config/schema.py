@@ -303,6 +303,10 @@ class TuneSection(Strict):
     budget_device_hours: float | None = Field(default=None, gt=0, description=(
         "stop starting trials once the search's spent device-hours plus one more trial-epoch would exceed this; "
         "running trials finish their current epoch and the search ends FINISHED; None: no limit"))
+    keep_checkpoints_top_k: int = Field(default=5, ge=1, description=(
+        "checkpoints kept on disk: those of the K best ended trials by tune.metric (the best one that did not fail "
+        "always), plus every running trial's; an ended trial outside the K loses its checkpoints then; pbt: at "
+        "least its upper quantile, ceil(num_samples/4)"))
     table_top: int = Field(default=20, ge=1, description=(
         "trials in the console table, trials.txt and the highlighted plots, best first (trials.csv keeps all)"))
     seed: int = Field(default=0, ge=0, le=SEED_MAX, description="seed of the searcher and PBT draws")

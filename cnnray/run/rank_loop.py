@@ -122,7 +122,10 @@ def _write_checkpoint(session: LoopSession, engine: Engine, best: dict[str, Any]
         if not is_storage_full(e):
             raise
         latest = getattr(session, "latest_checkpoint", lambda: None)()
-        return storage_full_error(directory, tree_bytes(state) + tree_bytes(best), latest)
+        # Where the report copies the checkpoint to (a Tune trial's storage folder), when not the staged folder.
+        destination = getattr(session, "checkpoint_destination", None)
+        target = Path(destination()) / "checkpoint" if destination is not None else directory
+        return storage_full_error(target, tree_bytes(state) + tree_bytes(best), latest)
     finally:
         shutil.rmtree(directory, ignore_errors=True)  # a staged folder is renamed away on report; a partial one goes
     return None

@@ -81,12 +81,17 @@ def find_run_by_name(uri: str, experiment: str, run_name: str) -> str | None:
 
 def start_run(
     cfg: Config, run_name: str, *, uri: str, resume: bool, tags: dict[str, str] | None = None,
-    parent_run_id: str | None = None, log_config: bool = True,
+    parent_run_id: str | None = None, log_config: bool = True, experiment_id: str | None = None,
+    run_id: str | None = None,
 ) -> TrackingContext:
-    """Start a run (or re-attach the existing one when resuming) and log the resolved config."""
+    """Start a run (or re-attach the existing one when resuming) and log the resolved config.
+
+    `experiment_id`: known already (a search's trials): no lookup. `run_id`: the run to re-attach, known already
+    (no search of the store by name)."""
     client = _client(uri)
-    experiment_id = ensure_experiment(uri, cfg.tracking.experiment)
-    run_id = find_run_by_name(uri, cfg.tracking.experiment, run_name) if resume else None
+    experiment_id = experiment_id or ensure_experiment(uri, cfg.tracking.experiment)
+    if run_id is None and resume:
+        run_id = find_run_by_name(uri, cfg.tracking.experiment, run_name)
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
         return TrackingContext(uri, experiment_id, run_id, created=False)
@@ -128,10 +133,12 @@ def log_artifact_file(ctx: TrackingContext, path: str | Path, artifact_path: str
 
 
 def set_tags(ctx: TrackingContext, tags: dict[str, Any]) -> None:
-    """Set run tags (values stringified)."""
-    client = _client(ctx.uri)
-    for k, v in tags.items():
-        client.set_tag(ctx.run_id, k, str(v))
+    """Set run tags (values stringified), in one call to the store."""
+    # deferred (heavy import): mlflow
+    from mlflow.entities import RunTag
+
+    if tags:
+        _client(ctx.uri).log_batch(ctx.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def log_metrics(ctx: TrackingContext, metrics: dict[str, float], step: int | None = None) -> None:
@@ -142,6 +149,17 @@ def log_metrics(ctx: TrackingContext, metrics: dict[str, float], step: int | Non
     ts = int(time.time() * 1000)
     batch = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
     _client(ctx.uri).log_batch(ctx.run_id, metrics=batch)
+
+
+def log_batch(ctx: TrackingContext, *, metrics: dict[str, float] | None = None, tags: dict[str, Any] | None = None,
+              step: int = 0) -> None:
+    """Metrics (at `step`) and tags (stringified) in one call to the store."""
+    # deferred (heavy import): mlflow
+    from mlflow.entities import Metric, RunTag
+
+    ts = int(time.time() * 1000)
+    _client(ctx.uri).log_batch(ctx.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in (metrics or {}).items()],
+                               tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
 
 def end_run(ctx: TrackingContext, status: str) -> None:

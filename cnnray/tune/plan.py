@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ PBT_MUTABLE = {
     "schedule.min_lr", "schedule.gamma", "schedule.factor", "schedule.patience",
 }
 PBT_MUTABLE_PREFIXES = ("data.augment.",)
+PBT_QUANTILE = 0.25  # PBT's quantile_fraction (search.build_trial_scheduler): the top quarter is cloned
 
 
 def pbt_mutable(key: str) -> bool:
@@ -60,6 +62,11 @@ def check_settings(cfg: Config, space: SearchSpace) -> None:
         if t.search != "random":
             raise ConfigError(f"tune.scheduler=pbt samples its own population: use tune.search=random, "
                               f"not {t.search}")
+        quantile = math.ceil(t.num_samples * PBT_QUANTILE)
+        if t.keep_checkpoints_top_k < quantile:
+            raise ConfigError(f"tune.keep_checkpoints_top_k={t.keep_checkpoints_top_k} is smaller than PBT's upper "
+                              f"quantile of tune.num_samples={t.num_samples} trials ({quantile} = ceil({t.num_samples} x "
+                              f"{PBT_QUANTILE})): set tune.keep_checkpoints_top_k >= {quantile}")
         if not any(pbt_mutable(k) for k in space.params):
             raise ConfigError(f"tune.scheduler=pbt needs a parameter it may perturb mid-training; space "
                               f"'{space.name}' has none (mutable: {', '.join(sorted(PBT_MUTABLE))}, data.augment.*)")
@@ -117,7 +124,8 @@ def search_identity(cfg: Config) -> SearchIdentity:
     return SearchIdentity(name, storage, path, resume)
 
 
-TRIALS_FILE = "cnnray_trials.json"  # {trial_id: Tune's final status}, from Tune's public callbacks
+TRIALS_FILE = "cnnray_trials.json"  # {trial_id: Tune's final status}: what searches before the append-only log wrote
+TRIAL_ENDS_FILE = "cnnray_trial_ends.jsonl"  # one {"trial_id", "status"} line per trial end, appended
 
 
 def _write_atomically(ident: SearchIdentity, name: str, blob: str) -> None:
@@ -137,20 +145,56 @@ def save_search_state(ident: SearchIdentity, cfg: Config, space: SearchSpace) ->
                                                      "space_name": space.name, "space_yaml": text}))
 
 
-def save_trial_statuses(ident: SearchIdentity, statuses: dict[str, str]) -> None:
-    """Persist how each ended trial ended (TERMINATED / ERROR), so a resumed search still knows."""
-    _write_atomically(ident, TRIALS_FILE, json.dumps(statuses, sort_keys=True))
+def append_lines(ident: SearchIdentity, name: str, lines: list[str], header: str | None = None) -> None:
+    """Append lines to a file under the search (created with `header` first): a trial's end costs one short
+    write, not a rewrite of everything before it. A store without appends (object stores) gets the file
+    rewritten whole."""
+    fs, fs_path = open_location(ident.path, key="scaling.storage_path")
+    path = f"{fs_path}/{name}"
+    new = fs.get_file_info(path).type == pafs.FileType.NotFound
+    if new:
+        fs.create_dir(fs_path, recursive=True)
+    blob = ((header + "\n") if new and header else "") + "".join(line + "\n" for line in lines)
+    try:
+        with fs.open_append_stream(path) as f:
+            f.write(blob.encode())
+    except NotImplementedError:  # pyarrow's ArrowNotImplementedError is one
+        old = "" if new else _read_text(fs, path)
+        _write_atomically(ident, name, old + blob)
+
+
+def _read_text(fs: Any, path: str) -> str:
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def save_trial_status(ident: SearchIdentity, trial_id: str, status: str) -> None:
+    """Record how a trial ended (TERMINATED / ERROR), so a resumed search still knows: one appended line."""
+    append_lines(ident, TRIAL_ENDS_FILE, [json.dumps({"trial_id": trial_id, "status": status})])
 
 
 def load_trial_statuses(ident: SearchIdentity) -> dict[str, str]:
-    """What save_trial_statuses wrote; {} for a new search (an unreadable file counts as none)."""
+    """What save_trial_status appended (the last line of a trial wins), over an older search's JSON file; {} for
+    a new search. An unreadable file or line (a search killed mid-write) counts as none."""
     fs, fs_path = open_location(ident.path, key="scaling.storage_path")
+    out: dict[str, str] = {}
     try:
-        with fs.open_input_stream(f"{fs_path}/{TRIALS_FILE}") as f:
-            data = json.loads(f.read().decode())
+        data = json.loads(_read_text(fs, f"{fs_path}/{TRIALS_FILE}"))
+        if isinstance(data, dict):
+            out.update({str(k): str(v) for k, v in data.items()})
     except (FileNotFoundError, OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        pass
+    try:
+        text = _read_text(fs, f"{fs_path}/{TRIAL_ENDS_FILE}")
+    except (FileNotFoundError, OSError):
+        return out
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            out[str(entry["trial_id"])] = str(entry["status"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 BUDGET_FILE = "cnnray_budget_spent.json"  # written when tune.budget_device_hours is spent: trials starting later return

@@ -8,15 +8,10 @@ completion and error.
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-from ray.tune import Callback
 
 from cnnray import tracking
 from cnnray.classifier.card import card_for_training
@@ -26,7 +21,8 @@ from cnnray.run.cost import cost_result, totals_of_report
 from cnnray.run.outcome import load_best
 from cnnray.tracking.runs import TrackingContext, log_artifact_file, log_metrics, log_text, metric_history, set_tags
 from cnnray.tune.cost import cost_metrics, cost_rows, format_search_cost
-from cnnray.tune.results import MLFLOW_STATUS, TrialOutcome, own_run_id, trial_status
+from cnnray.tune.lifecycle import child_run_name
+from cnnray.tune.results import MLFLOW_STATUS, TrialOutcome
 from cnnray.tune.space import SearchSpace
 from cnnray.tune.trial_tables import (
     plot_best_so_far,
@@ -39,30 +35,39 @@ from cnnray.tune.trial_tables import (
 )
 
 
-def child_run_name(tune_name: str, trial_id: str) -> str:
-    """The MLflow run name of a trial (also how a resumed search finds it again)."""
-    return f"{tune_name}/{trial_id}"
+RUN_ID_FILE = "mlflow_run_id"  # in the trial's folder: a restart of the trial re-attaches without a search
 
 
-def attach_child_run(setup: Any, cfg: Config, trial_id: str, restored_from: str | None):
+def attach_child_run(setup: Any, cfg: Config, trial_id: str, restored_from: str | None, *,
+                     maybe_exists: bool = True, trial_dir: str | None = None):
     """Create the trial's child run, or re-attach it (PBT restart, resumed search): never a duplicate.
 
     `setup` is the trial's `cnnray.tune.trial.TrialSetup`; returns (context, epoch logger), or Nones when off.
+    A trial's first start (`maybe_exists` False) creates its run straight away: at thousands of trials, a
+    search of the store by run name at every start is what slows a search down as its store grows. The run id
+    is kept in `trial_dir` so a restart on the same node re-attaches without that search either.
     """
     if setup.tracking_uri is None:
         return None, None
     name = child_run_name(setup.tune_name, trial_id)
-    ctx = tracking.start_run(cfg, name, uri=setup.tracking_uri, resume=True, parent_run_id=setup.parent_run_id,
+    id_file = Path(trial_dir) / RUN_ID_FILE if trial_dir else None
+    known = id_file.read_text().strip() if id_file is not None and id_file.is_file() else None
+    ctx = tracking.start_run(cfg, name, uri=setup.tracking_uri, resume=maybe_exists or known is not None,
+                             parent_run_id=setup.parent_run_id, experiment_id=setup.experiment_id, run_id=known or None,
                              tags={"cnnray.trial_id": trial_id, "cnnray.tune_run": setup.tune_name,
                                    "cnnray.data_fingerprint": setup.prep.info.fingerprint,
                                    "cnnray.config_hash": config_hash(cfg)})
+    if id_file is not None and ctx.created:
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(ctx.run_id)
     if restored_from:
         # PBT changed this trial's config; params are immutable in MLflow, so the new config is an artifact.
         set_tags(ctx, {"cnnray.restored_from": restored_from})
         log_text(ctx, to_yaml(cfg), f"configs/from_{restored_from.replace('@', '_epoch')}.yaml")
     logger = tracking.EpochLogger(ctx.uri, ctx.run_id)
-    # Epochs logged before a restart stay as they were: the first value of a step wins.
-    logger.logged = {step for step, _ in metric_history(ctx, "train_loss")}
+    if not ctx.created:
+        # Epochs logged before a restart stay as they were: the first value of a step wins.
+        logger.logged = {step for step, _ in metric_history(ctx, "train_loss")}
     return ctx, logger
 
 
@@ -88,19 +93,40 @@ class ChildRuns:
             record_cost(TrackingContext(self.uri, self.experiment_id, run_id), cost_result(totals, price),
                         int(report.get("epochs_done") or 1) - 1)
 
-    def close(self, run_id: str, status: str, *, stopped_early: bool = False) -> None:
-        """End a child run with its final status; an early stop is tagged, not failed."""
+    def close(self, run_id: str, status: str, *, stopped_early: bool = False, report: dict[str, Any] | None = None,
+              price: PriceSection | None = None) -> None:
+        """End a child run with its final status; an early stop is tagged, not failed. With the trial's last
+        `report` and a `price`, its cost goes in the same call (tags and cost_device_hours, as record_cost)."""
         ctx = TrackingContext(self.uri, self.experiment_id, run_id)
-        set_tags(ctx, {"stopped_early": str(stopped_early).lower()})
+        tags: dict[str, Any] = {"stopped_early": str(stopped_early).lower()}
+        metrics: dict[str, float] = {}
+        totals = totals_of_report(report) if report is not None and price is not None else None
+        if totals is not None:
+            # deferred (heavy import): matplotlib
+            from cnnray.run.finish import cost_tags
+
+            cost = cost_result(totals, price)
+            tags.update(cost_tags(cost))
+            metrics["cost_device_hours"] = float(cost["device_hours"])
+            if cost.get("money") is not None:
+                metrics["cost_money"] = float(cost["money"])
+        step = max(0, int((report or {}).get("epochs_done") or 1) - 1)
+        tracking.runs.log_batch(ctx, metrics=metrics, tags=tags, step=step)
         tracking.end_run(ctx, status)
 
 
 def close_children(children: ChildRuns, tune_name: str, outcomes: list[TrialOutcome],
-                   price: PriceSection | None = None, registering: str | None = None) -> None:
+                   price: PriceSection | None = None, registering: str | None = None,
+                   closed: set[str] | frozenset[str] = frozenset()) -> None:
     """Every trial's child run to its final status (interrupted trials: KILLED, re-opened on --resume); with
     `price`, each run that reported costs also gets cost_device_hours (and cost_money) and its cost tags, as a
-    training run does (except the trial `registering`, whose registration records them)."""
+    training run does (except the trial `registering`, whose registration records them). Trials in `closed`
+    were closed, cost included, as they ended (TrialLifecycle): only their run id is looked up, if missing."""
     for o in outcomes:
+        if o.trial_id in closed and o.status in ("finished", "stopped_early", "failed"):
+            if not o.run_id:
+                o.run_id = children.find(child_run_name(tune_name, o.trial_id))
+            continue
         run_id = o.run_id or children.find(child_run_name(tune_name, o.trial_id))
         if run_id:
             o.run_id = run_id
@@ -158,75 +184,3 @@ def register_best(children: ChildRuns, best: TrialOutcome, best_cfg: Config, pre
     # Registration reopens the run; put back the status the trial ended with.
     children.close(best.run_id, MLFLOW_STATUS[best.status], stopped_early=best.status == "stopped_early")
     return out
-
-
-class TrialLifecycle(Callback):
-    """Prints trial progress; ends trial child runs FINISHED (tag stopped_early) or FAILED."""
-
-    def __init__(self, tune_name: str, metric: str, max_epochs: int, tracking: Any | None,
-                 on_line: Callable[[str], None] = print, statuses: dict[str, str] | None = None,
-                 persist: Callable[[dict[str, str]], None] | None = None,
-                 budget_stopped: Callable[[str], bool] | None = None) -> None:
-        self.tune_name, self.metric, self.max_epochs = tune_name, metric, max_epochs
-        self.budget_stopped = budget_stopped  # whether tune.budget_device_hours (not the scheduler) stopped a trial
-        self.tracking = tracking  # ChildRuns, or None when tracking is off
-        self.on_line = on_line
-        # trial id -> TERMINATED / ERROR, from these public callbacks (Tune's Result has no status).
-        self.statuses = statuses if statuses is not None else {}
-        self.persist = persist
-        # trial id -> {"start", "end" (driver clock), "work_s" (its epochs: train + validation)}: overhead
-        self.timing: dict[str, dict[str, float]] = {}
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.timing.setdefault(trial.trial_id, {"start": time.time(), "work_s": 0.0})
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        t = self.timing.setdefault(trial.trial_id, {"start": time.time(), "work_s": 0.0})
-        t["work_s"] += float(result.get("epoch_time_s", 0.0)) + float(result.get("val_time_s", 0.0))
-        value = result.get(self.metric)
-        text = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
-        line = (f"[{trial.trial_id}] epoch {int(result.get('epochs_done', 0))}/{self.max_epochs}  "
-                f"{self.metric} {text}  train_loss {result.get('train_loss', float('nan')):.4f}")
-        if result.get("restored_from"):
-            line += f"  (from {result['restored_from']})"
-        self.on_line(line)
-
-    def _close(self, trial: Any, status: str) -> None:
-        self.statuses[trial.trial_id] = status
-        if trial.trial_id in self.timing:
-            self.timing[trial.trial_id]["end"] = time.time()
-        if self.persist is not None:
-            self.persist(dict(self.statuses))
-        last = dict(trial.last_result or {})
-        outcome = trial_status(status, last)
-        if outcome == "stopped_early" and not last.get("epochs_done"):
-            self.on_line(f"[{trial.trial_id}] not started: tune.budget_device_hours is spent")
-        elif outcome == "stopped_early":
-            by = "tune.budget_device_hours" if self.budget_stopped and self.budget_stopped(trial.trial_id) else \
-                "the scheduler"
-            self.on_line(f"[{trial.trial_id}] stopped by {by} after epoch {int(last.get('epochs_done', 0))}")
-        elif outcome == "failed":
-            self.on_line(f"[{trial.trial_id}] FAILED")
-        if self.tracking is not None:
-            run_id = own_run_id(trial.trial_id, last) or self.tracking.find(child_run_name(self.tune_name, trial.trial_id))
-            if run_id:
-                self.tracking.close(run_id, MLFLOW_STATUS[outcome], stopped_early=outcome == "stopped_early")
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._close(trial, "TERMINATED")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._close(trial, "ERROR")
-
-
-def trial_overhead(timing: dict[str, dict[str, float]]) -> dict[str, Any] | None:
-    """Per-trial overhead (a trial's wall time from its start to its end, minus its epochs' train and
-    validation time), over the trials that started and ended in this command; None if none did."""
-    ended = [t for t in timing.values() if "end" in t]
-    if not ended:
-        return None
-    over = [max(0.0, t["end"] - t["start"] - t["work_s"]) for t in ended]
-    span = max(t["end"] for t in ended) - min(t["start"] for t in ended)
-    return {"trials": len(ended), "median_s": round(statistics.median(over), 2), "max_s": round(max(over), 2),
-            "mean_work_s": round(statistics.mean(t["work_s"] for t in ended), 2),
-            "trials_per_minute": round(60 * len(ended) / max(span, 1e-9), 1)}

@@ -15,10 +15,13 @@ from ray.tune.search import Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.hyperopt import HyperOptSearch
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import CombinedStopper
 
 from cnnray.config import TuneSection
 from cnnray.tune.budget import BudgetStopper, BudgetWatch
-from cnnray.tune.plan import SearchIdentity, pbt_mutable
+from cnnray.tune.disk_full import DiskFullStopper
+from cnnray.tune.retention import CheckpointRetention
+from cnnray.tune.plan import PBT_QUANTILE, SearchIdentity, pbt_mutable
 from cnnray.tune.space import GRID_KEY, Param, SearchSpace, active_values, encode_choice
 from cnnray.tune.trial import TrialSetup, run_trial, run_trial_in_actor
 
@@ -118,7 +121,7 @@ def build_trial_scheduler(t: TuneSection, space: SearchSpace) -> Any:
         mutations = {k: tune_domain(p) for k, p in space.params.items() if pbt_mutable(k)}
         # Small populations: ceil(n * 0.25) puts one trial in each quantile from n = 2 on.
         return s.PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=t.perturbation_interval,
-                                         hyperparam_mutations=mutations, quantile_fraction=0.25, log_config=False)
+                                         hyperparam_mutations=mutations, quantile_fraction=PBT_QUANTILE, log_config=False)
     return s.FIFOScheduler()
 
 
@@ -143,15 +146,9 @@ def _trial_dirname(trial: Any) -> str:
     return trial.trial_id
 
 
-def checkpoints_to_keep(scheduler: str) -> int | None:
-    """Tune checkpoints kept per trial: all for PBT, which clones one some reports after it was saved; else the
-    latest alone (it carries the trial's best weights too, so nothing else is ever read: half the disk)."""
-    return None if scheduler == "pbt" else 1
-
-
 def build_tuner(t: TuneSection, space: SearchSpace, ident: SearchIdentity, trainable: Any,
                 callbacks: list[Any], *, runner: str = "train", max_failures: int = 0,
-                budget_key: str | None = None) -> tune.Tuner:
+                budget_key: str | None = None, on_line: Any = print) -> tune.Tuner:
     """Tuner.restore for --resume (finished trials stay done, errored ones are retried), else a new Tuner.
     `budget_key`: the registered tune.budget_device_hours state its stopper and watch callback consult."""
     if ident.resume:
@@ -159,9 +156,12 @@ def build_tuner(t: TuneSection, space: SearchSpace, ident: SearchIdentity, train
     search_alg, params, num_samples = build_search(t, space)
     # Tune's max_concurrent_trials wraps Searchers only; the variant generator got its own limit.
     limit = t.max_concurrent_trials if isinstance(search_alg, Searcher) else None
-    stop = BudgetStopper(budget_key) if budget_key else None
+    stop = CombinedStopper(DiskFullStopper(ident.name), *([BudgetStopper(budget_key)] if budget_key else []))
     if budget_key:
         callbacks = [*callbacks, BudgetWatch(budget_key)]
+    # Retention deletes checkpoints, not Tune (num_to_keep=None): see cnnray/tune/retention.py.
+    callbacks = [*callbacks, CheckpointRetention(t.keep_checkpoints_top_k, t.metric, t.mode, ident.path, on_line,
+                                                 history=t.scheduler == "pbt")]
     return tune.Tuner(
         trainable, param_space=params,
         tune_config=RayTuneConfig(
@@ -174,7 +174,7 @@ def build_tuner(t: TuneSection, space: SearchSpace, ident: SearchIdentity, train
             name=ident.name, storage_path=ident.storage_path, verbose=0, stop=stop,
             # result.json explicitly: outcomes are read from it, and auto loggers may be switched off.
             callbacks=[*callbacks, JsonLoggerCallback()],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=checkpoints_to_keep(t.scheduler)),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             # Train-run trials retry worker failures inside the trial (Train's FailureConfig); an actor trial
             # has no Train run, so Tune restarts it from its last checkpoint (scaling.max_failures times).
             failure_config=tune.FailureConfig(max_failures=max_failures if runner == "actor" else 0)))

@@ -41,7 +41,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,8 @@ class TrialSetup:
     test_hooks: dict[str, int] = field(default_factory=dict)  # read on the driver (actors do not see its env)
     shared_data: Any = None  # actor trials: the data set in the object store (share_data), or None
     budget_marker: str | None = None  # with tune.budget_device_hours: the file that says it is spent
+    experiment_id: str | None = None  # the MLflow experiment of the parent run (no lookup per trial)
+    resumed: bool = False  # a resumed search: a trial's child run may exist already
 
 
 def _checkpoint_uri(checkpoint: Any, experiment_path: str) -> str:
@@ -224,6 +228,41 @@ class TrialStart:
     logger: Any  # the child run's EpochLogger, or None when tracking is off
     extra: dict[str, Any]  # added to every Tune report (mlflow_run_id, restored_from)
     nothing_left: bool  # restored at the last epoch (PBT clone, resumed search)
+    child: DeferredChild | None = None  # the child run still being opened (actor trials), or None
+
+
+class DeferredChild:
+    """The trial's child run opened on a thread while the trial loads its data and builds its model: MLflow's
+    round trips (create the run, log its params and config) are not on the critical path of a trial's start.
+    The first epoch's report waits for it (and fails the trial if the store refused)."""
+
+    def __init__(self, open_run: Callable[[], tuple[Any, Any]]) -> None:
+        self._box: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._open, args=(open_run,), daemon=True, name="cnnray-child-run")
+        self._thread.start()
+
+    def _open(self, open_run: Callable[[], tuple[Any, Any]]) -> None:
+        try:
+            self._box["value"] = open_run()
+        except BaseException as e:  # noqa: BLE001 - re-raised at the first report
+            self._box["error"] = e
+
+    def get(self) -> tuple[Any, Any]:
+        """(context, epoch logger), once the run is open."""
+        self._thread.join()
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["value"]
+
+
+class DeferredLogger:
+    """An EpochLogger that waits for its DeferredChild's run at its first report."""
+
+    def __init__(self, child: DeferredChild) -> None:
+        self.child = child
+
+    def on_report(self, metrics: dict[str, Any], checkpointed: bool) -> list[int]:
+        return self.child.get()[1].on_report(metrics, checkpointed)
 
 
 BUDGET_WAIT_S = 900  # a trial started after the budget was spent waits this long at most for Tune to end it
@@ -238,8 +277,9 @@ def wait_for_the_search_to_end(timeout_s: float = BUDGET_WAIT_S) -> None:
     raise RuntimeError("tune.budget_device_hours is spent: this trial was not started, and the search did not end")
 
 
-def start_trial(config: dict[str, Any], setup: TrialSetup) -> TrialStart:
-    """The trial's config from Tune's sample, its checkpoint (own or another trial's), its child run."""
+def start_trial(config: dict[str, Any], setup: TrialSetup, *, defer_run: bool = False) -> TrialStart:
+    """The trial's config from Tune's sample, its checkpoint (own or another trial's), its child run (opened on
+    a thread with `defer_run`: see DeferredChild)."""
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = trial_config(setup.prep.cfg, setup.space, sampled_values(config))
     if setup.budget_marker and path_exists(setup.budget_marker, key="scaling.storage_path"):
@@ -251,12 +291,17 @@ def start_trial(config: dict[str, Any], setup: TrialSetup) -> TrialStart:
     source = _source_of(restore)
     other = source.get("trial_id") not in (None, trial_id)
     restored_from = f"{source['trial_id']}@{source['epoch']}" if other else None
-    ctx, logger = attach_child_run(setup, cfg, trial_id, restored_from)
-    extra: dict[str, Any] = {"mlflow_run_id": ctx.run_id if ctx else ""}
-    if restored_from:
-        extra["restored_from"] = restored_from
-    return TrialStart(trial_id, cfg, restore, logger, extra,
-                      nothing_left=bool(source) and int(source["epoch"]) + 1 >= cfg.train.epochs)
+    nothing_left = bool(source) and int(source["epoch"]) + 1 >= cfg.train.epochs
+    extra: dict[str, Any] = {"restored_from": restored_from} if restored_from else {}
+    open_run = partial(attach_child_run, setup, cfg, trial_id, restored_from,
+                       maybe_exists=restore is not None or setup.resumed,
+                       trial_dir=ray.tune.get_context().get_trial_dir())
+    if defer_run and setup.tracking_uri is not None and not nothing_left:
+        child = DeferredChild(open_run)
+        return TrialStart(trial_id, cfg, restore, DeferredLogger(child), extra, nothing_left, child)
+    ctx, logger = open_run()
+    extra["mlflow_run_id"] = ctx.run_id if ctx else ""
+    return TrialStart(trial_id, cfg, restore, logger, extra, nothing_left)
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
@@ -321,12 +366,19 @@ class ActorTrialSession:
     rank = 0
 
     def __init__(self, device: Any, trial_id: str, sink: EpochSink | None, extra: dict[str, Any],
-                 world: int = 1) -> None:
+                 world: int = 1, child: DeferredChild | None = None, experiment_path: str = "") -> None:
         self.device, self.trial_id, self.sink, self.extra, self.world = device, trial_id, sink, extra, world
+        self.experiment_path = experiment_path
+        self.child = child  # the child run still being opened: its id joins the reports once it is
         self.error: str | None = None
 
     def resume_checkpoint(self) -> None:
         return None  # Tune's checkpoint comes in as init_checkpoint: Tune, not a Train run, holds the state
+
+    def checkpoint_destination(self) -> str:
+        """Where ray.tune.report copies a checkpoint to: this trial's folder on the search's storage (named in a
+        full-disk error)."""
+        return f"{self.experiment_path.rstrip('/')}/{self.trial_id}"
 
     def dataset_shard(self, name: str) -> Any:
         raise RuntimeError("streaming data needs tune.trial_runner=train")  # refused before the search starts
@@ -344,6 +396,9 @@ class ActorTrialSession:
     def _report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         if self.sink is not None:  # MLflow first: a scheduler's stop may end this trial inside ray.tune.report
             self.sink(metrics, checkpoint_dir is not None)
+        if self.child is not None and "mlflow_run_id" not in self.extra:
+            ctx, _ = self.child.get()
+            self.extra["mlflow_run_id"] = ctx.run_id if ctx else ""
         if metrics.get("error"):
             self.error = metrics["error"]  # a non-finite loss: no metrics to rank by, the trial fails
             return
@@ -380,7 +435,7 @@ def _run_ranks(plan: LoopConfig, session: ActorTrialSession, arrays: tuple, shar
 def run_trial_in_actor(config: dict[str, Any], setup: TrialSetup) -> None:
     """Tune function trainable: the training loop in this actor (and its rank actors for DDP), each epoch (and
     checkpoint) reported to Tune."""
-    start = start_trial(config, setup)
+    start = start_trial(config, setup, defer_run=True)
     if start.nothing_left:
         return
     cfg, logger = start.cfg, start.logger
@@ -388,7 +443,8 @@ def run_trial_in_actor(config: dict[str, Any], setup: TrialSetup) -> None:
     gpus = scaling.gpus_per_worker if scaling.use_gpu else 0
     world = int(scaling.num_workers)  # the search's tune.trial_workers (an int, never elastic)
     session = ActorTrialSession(_actor_device(gpus), start.trial_id,
-                                EpochSink(logger, None) if logger is not None else None, start.extra, world=world)
+                                EpochSink(logger, None) if logger is not None else None, start.extra, world=world,
+                                child=start.child, experiment_path=setup.experiment_path)
     trial_run = replace(setup.prep, cfg=cfg, loader_kind="memory", run_dir=ray.tune.get_context().get_trial_dir())
     plan = make_loop_config(trial_run, test_hooks=setup.test_hooks)
     arrays = _arrays_for(cfg, setup.shared_data)

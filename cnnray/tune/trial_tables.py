@@ -130,7 +130,8 @@ def format_tune_summary(r: dict[str, Any]) -> str:
         lines.append(format_search_cost(r["cost"], r.get("scheduler", "trial")))
     o = r.get("trial_overhead")
     if o:
-        lines.append(f"per-trial overhead (wall time minus its epochs): median {o['median_s']:.1f}s, max "
+        p95 = f", p95 {o['p95_s']:.2f}s" if "p95_s" in o else ""
+        lines.append(f"per-trial overhead (wall time minus its epochs): median {o['median_s']:.2f}s{p95}, max "
                      f"{o['max_s']:.1f}s over {o['trials']} trials; {o['trials_per_minute']:.1f} trials/min")
     best = r.get("best")
     if best:
@@ -140,6 +141,8 @@ def format_tune_summary(r: dict[str, Any]) -> str:
                      + (f" as @{r['alias']}" if r.get("alias") else "") + f"  ({r['model_uri']})")
     if budget_summary(r):
         lines.append(budget_summary(r))
+    if r.get("end_reason") == "disk_full":
+        lines.append(f"{r['end_reason_detail']}: the search stopped there; the best trials kept their checkpoints")
     if r.get("stopped_by") == "time_budget":
         lines.append(f"the time budget (tune.time_budget_s) ended the search after {r.get('wall_seconds', 0):.0f}s; "
                      "trials still running then were stopped")

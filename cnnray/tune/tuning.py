@@ -36,7 +36,7 @@ from cnnray.tune.plan import (
     load_trial_statuses,
     save_budget_marker,
     save_search_state,
-    save_trial_statuses,
+    save_trial_status,
     search_identity,
     trial_base_config,
     trial_runner,
@@ -120,15 +120,10 @@ def run_tune(cfg: Config, *, space_ref: str | None = None, verbose: bool = False
 def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Config, prep: Any, runner: str,
                 t0: float, *, verbose: bool, on_line: Callable[[str], None]) -> dict[str, Any]:
     # deferred (heavy import): ray
-    from cnnray.tune.runs import (
-        ChildRuns,
-        TrialLifecycle,
-        close_children,
-        log_search_cost,
-        log_search_summary,
-        register_best,
-        trial_overhead,
-    )
+    from cnnray.tune.disk_full import disk_full, forget, is_no_space
+    from cnnray.tune.lifecycle import TrialLifecycle
+    from cnnray.tune.runs import ChildRuns, close_children, log_search_cost, log_search_summary, register_best
+    from cnnray.tune.trial_log import TrialTable
 
     # deferred (heavy import): ray, matplotlib
     from cnnray.tune.budget import register, stopped_by_budget, unregister
@@ -138,6 +133,11 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
     t = cfg.tune
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables on the console
+    # Tune's CSV and TensorBoard loggers: two more files per trial, written at every report and closed at every
+    # end (18 ms a trial on the driver), that nothing reads; result.json (JsonLoggerCallback) is what is read.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # MLflow prints "View run ... at <url>" as each run on a server ends: one line per trial, thousands at scale.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if ensure_ray(cfg.run.address, verbose):  # started here: this machine's cluster cannot grow
         # deferred (heavy import): ray
         import ray
@@ -162,7 +162,8 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
                        tracking_uri=ctx.uri if ctx else None, parent_run_id=ctx.run_id if ctx else None,
                        runner=runner, test_hooks=read_test_hooks(),
                        shared_data=share_data(base, space) if runner == "actor" else None,
-                       budget_marker=budget_marker(ident) if t.budget_device_hours is not None else None)
+                       budget_marker=budget_marker(ident) if t.budget_device_hours is not None else None,
+                       experiment_id=ctx.experiment_id if ctx else None, resumed=ident.resume)
     budget = _device_budget(t.budget_device_hours, ident, on_line)
     on_line(f"search {ident.name}: space '{space.name}' ({len(space.params)} keys), {t.search} search, "
             f"{t.scheduler} scheduler, {t.max_epochs} epochs max, {t.max_concurrent_trials} at a time, "
@@ -176,17 +177,21 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
     try:
         with interrupt:
             lifecycle = TrialLifecycle(ident.name, t.metric, t.max_epochs, children, on_line, statuses=statuses,
-                                       persist=partial(save_trial_statuses, ident),
-                                       budget_stopped=partial(stopped_by_budget, ident.name) if budget else None)
+                                       persist=partial(save_trial_status, ident),
+                                       budget_stopped=partial(stopped_by_budget, ident.name) if budget else None,
+                                       mode=t.mode, price=cfg.tracking.price_per_device_hour,
+                                       table=TrialTable(ident, space, t.metric))
             if budget is not None:
                 register(ident.name, budget)
             tuner = build_tuner(t, space, ident, make_trainable(setup), [lifecycle], runner=runner,
-                                max_failures=base.scaling.max_failures, budget_key=ident.name if budget else None)
+                                max_failures=base.scaling.max_failures, budget_key=ident.name if budget else None,
+                                on_line=on_line)
             grid = tuner.fit()
         if ident.resume:  # Tune's restored copy of the lifecycle callback recorded the trials this run ended
             statuses.update(load_trial_statuses(ident))
         time_hit = t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s
-        budget_hit = time_hit or (budget is not None and budget.exhausted)
+        full = disk_full(ident.name)
+        budget_hit = time_hit or (budget is not None and budget.exhausted) or full is not None
         outcomes = collect_outcomes(grid, space, t.metric, t.mode, statuses,
                                     all_ended=not (interrupt.signalled or budget_hit))
         if budget is not None and budget.exhausted:
@@ -208,13 +213,22 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
         outcomes = _saved_outcomes(tuner, space, t.metric, t.mode, statuses)
     except Exception as e:  # noqa: BLE001 - the parent run must still be closed
         error = f"{type(e).__name__}: {e}"
+        if is_no_space(error):
+            error = f"the disk of scaling.storage_path ({ident.storage_path}) is full: {error}"
     finally:
         unregister(ident.name)
+        full = disk_full(ident.name)
+        forget(ident.name)
 
     best = best_outcome(outcomes, t.mode) if status == "FINISHED" else None
     out = search_result(status, ident, t, space, outcomes, best, ctx.run_id if ctx else None,
                         cfg.tracking.experiment)
     end_reason = "budget" if budget is not None and budget.exhausted else None
+    if full is not None:
+        end_reason = "disk_full"
+        out["end_reason_detail"] = f"the disk of scaling.storage_path ({ident.storage_path}) is full: {full}"
+        if status != "FINISHED" and not error:
+            error = out["end_reason_detail"]
     if end_reason:
         out["end_reason"] = end_reason
     if idle:
@@ -228,7 +242,8 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
         if children is not None:
             registering = best.trial_id if best is not None and cfg.registry.enabled else None
             # Fills in run ids found by name.
-            close_children(children, ident.name, outcomes + idle, cfg.tracking.price_per_device_hour, registering)
+            close_children(children, ident.name, outcomes + idle, cfg.tracking.price_per_device_hour, registering,
+                           closed=lifecycle.closed_runs() if lifecycle is not None else frozenset())
             if best is not None:
                 out["best"]["run_id"] = best.run_id
         if ctx is not None:
@@ -256,7 +271,7 @@ def _run_search(cfg: Config, space: SearchSpace, ident: SearchIdentity, base: Co
         raise ConfigError(f"{budget.too_small} (search {ident.name} stopped after its first measured trial-epoch)")
     if error:
         out["error"] = error
-    overhead = trial_overhead(lifecycle.timing) if lifecycle is not None else None
+    overhead = lifecycle.overhead() if lifecycle is not None else None
     if overhead is not None:
         out["trial_overhead"] = overhead
     if status != "KILLED" and t.time_budget_s is not None and time.time() - t0 >= t.time_budget_s:
