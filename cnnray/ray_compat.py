@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 log = logging.getLogger("cnnray")
 
@@ -202,3 +203,22 @@ def slim_ended_trial(trial, metric: str, keep_keys: frozenset[str], keep_prefixe
     last = meta.last_result or {}
     meta.last_result = {k: v for k, v in last.items() if k in keep_keys or k == metric or k.startswith(keep_prefixes)}
     meta.invalidate_cache()
+
+
+def upload_trial_file(trial, name: str) -> bool:
+    """Copy a trial's driver-side file (`result.json`) to its folder on storage now; False if it has none.
+
+    Tune writes a trial's result.json in a driver staging folder and uploads it with its experiment state
+    (every >= 10 s). A trial that restarts (after a failure, a lost node, a PBT pause) has its result.json
+    downloaded from storage again first (JsonLoggerCallback._restore_from_remote), so reports not uploaded yet
+    would be lost; uploading just before the restart keeps them."""
+    require_written_for("Trial.local_path / Trial.storage (StorageContext) of the driver staging folder")
+    # deferred (heavy import): pyarrow
+    import pyarrow.fs as pafs
+
+    local = Path(trial.local_path or "", name)
+    if not trial.local_path or not local.is_file():
+        return False
+    pafs.copy_files(local.as_posix(), Path(trial.storage.trial_fs_path, name).as_posix(),
+                    destination_filesystem=trial.storage.storage_filesystem)
+    return True

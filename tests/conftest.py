@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 import split_audit  # noqa: E402 - before any process starts, so that all of them inherit the audit file
 
 SPLIT_AUDIT = split_audit.install(Path(tempfile.gettempdir()))
+
+from cnnray.bench.mlflow_server import start_server, stop_server  # noqa: E402 - after the audit file is set
 
 
 # A test that uses one of these starts real Ray, MLflow, a 3-node cluster, a live training or Chromium:
@@ -85,68 +84,9 @@ def ray_local():
     ray.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_mlflow_server(root: Path, port: int, timeout_s: float = 90.0,
-                         backend_store_uri: str | None = None) -> tuple[subprocess.Popen | None, str]:
-    """Start `mlflow server` on `port` and wait for /health; (process, uri), or (None, why) if it did not come up.
-
-    The backend store is `backend_store_uri` (default: SQLite in `root/mlflow.db`); artifacts go to `root/artifacts`.
-    """
-    import urllib.request
-
-    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    log = root / f"server-{port}.log"
-    proc = subprocess.Popen(
-        [exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", backend_store_uri or f"sqlite:///{root}/mlflow.db",
-         "--artifacts-destination", str(root / "artifacts")],
-        stdout=open(log, "w"), stderr=subprocess.STDOUT,
-        # MLflow 3's server starts a pool of huey job consumers (GenAI jobs) by default: ~8 processes
-        # that slow a 2-core machine's start-up to a crawl and that no cnnray feature uses.
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            if proc.poll() is None:  # healthy and ours (not another server that holds the port)
-                return proc, uri
-        except Exception:
-            if proc.poll() is not None:  # e.g. the port was taken between _free_port() and the bind
-                return None, f"port {port}: mlflow server exited: {log.read_text()[-2000:]}"
-            time.sleep(0.5)
-    _stop(proc)
-    return None, f"port {port}: mlflow server did not become healthy in {timeout_s:.0f} s: {log.read_text()[-2000:]}"
-
-
-def _serve_mlflow(root: Path, backend_store_uri: str | None = None, tries: int = 3) -> tuple[subprocess.Popen, str]:
-    """A started `mlflow server` (see _start_mlflow_server) and its URI.
-
-    The free port is picked before the server binds it, so another process may take it in between:
-    if the server exits or never becomes healthy, a new port is picked (`tries` times).
-    """
-    errors = []
-    for _ in range(tries):
-        proc, uri = _start_mlflow_server(root, _free_port(), backend_store_uri=backend_store_uri)
-        if proc is not None:
-            return proc, uri
-        errors.append(uri)
-    raise RuntimeError(f"mlflow server did not start in {tries} tries:\n" + "\n".join(errors))
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=20)
+def _serve_mlflow(root: Path, backend_store_uri: str | None = None) -> tuple[subprocess.Popen, str]:
+    """A started `mlflow server` on 127.0.0.1 (one worker, artifacts proxied through it) and its URI."""
+    return start_server(root, backend_store_uri=backend_store_uri, workers=1, proxy_artifacts=True)
 
 
 @pytest.fixture(scope="session")
@@ -154,7 +94,7 @@ def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on 127.0.0.1 with a SQLite store; yields its tracking URI."""
     proc, uri = _serve_mlflow(tmp_path_factory.mktemp("mlflow"))
     yield uri
-    _stop(proc)
+    stop_server(proc)
 
 
 def _in_ci() -> bool:
@@ -193,7 +133,7 @@ def mlflow_server_pg(pg_database, tmp_path_factory):
     """A real `mlflow server` on 127.0.0.1 with a PostgreSQL store (one per test module); yields its URI."""
     proc, uri = _serve_mlflow(tmp_path_factory.mktemp("mlflow-pg"), backend_store_uri=pg_database)
     yield uri
-    _stop(proc)
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -76,7 +76,9 @@ def test_replay_of_a_chain_with_a_fine_tune_registers_each_step_on_request(sourc
     tmp, uri = source
     monkeypatch.chdir(tmp)
     keys = [f"tracking.uri={uri}", "tracking.experiment=rc", "--repeats", "1", "--json"]
+    # The gate is not what this test is about: one fine-tune epoch recovers 1-2 points, by CPU (AMD vs Intel).
     code, pruned, out = run_compress(capsys, "--model", "models:/rc/1", "--method", "prune", "--amount", "0.25",
+                                     "--max-acc-drop", "10",
                                      "train.epochs=1", "scaling.num_workers=1", "scaling.runner=local",
                                      f"scaling.storage_path={tmp / 'runs'}", "run.name=rc-prune", *keys)
     assert code == 0 and pruned["registered"], out.out[-3000:] + out.err[-3000:]

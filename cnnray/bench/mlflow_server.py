@@ -22,10 +22,12 @@ def free_port() -> int:
 
 
 def _start(root: Path, port: int, backend_store_uri: str, artifact_root: Path, workers: int | None,
-           timeout_s: float) -> tuple[subprocess.Popen | None, str]:
+           timeout_s: float, proxy_artifacts: bool = False) -> tuple[subprocess.Popen | None, str]:
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     log = root / f"server-{port}.log"
-    cmd = [exe, "server", "--backend-store-uri", backend_store_uri, "--default-artifact-root", str(artifact_root),
+    # Proxied: clients send artifacts through the server (mlflow-artifacts:/); else they write to the root.
+    artifacts = "--artifacts-destination" if proxy_artifacts else "--default-artifact-root"
+    cmd = [exe, "server", "--backend-store-uri", backend_store_uri, artifacts, str(artifact_root),
            "--host", "127.0.0.1", "--port", str(port)] + (["--workers", str(workers)] if workers else [])
     with open(log, "w") as out:
         # MLflow 3 starts a pool of GenAI job consumers by default (~8 processes) that no cnnray feature uses.
@@ -56,20 +58,27 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(timeout=20)
 
 
-@contextlib.contextmanager
-def mlflow_server(root: str | Path, *, backend_store_uri: str | None = None, workers: int | None = None,
-                  timeout_s: float = 90.0, tries: int = 3) -> Iterator[str]:
-    """A running `mlflow server` (SQLite in `root/mlflow.db`, artifacts in `root/artifacts`); yields its URI."""
+def start_server(root: str | Path, *, backend_store_uri: str | None = None, workers: int | None = None,
+                 proxy_artifacts: bool = False, timeout_s: float = 90.0, tries: int = 3) -> tuple[subprocess.Popen, str]:
+    """A running `mlflow server` (SQLite in `root/mlflow.db` unless `backend_store_uri`, artifacts in
+    `root/artifacts`) and its URI; stop it with stop_server."""
     root = Path(root)
     store = backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
     errors = []
     for _ in range(tries):  # a new port each time: the picked one may be taken before the server binds it
-        proc, uri = _start(root, free_port(), store, root / "artifacts", workers, timeout_s)
+        proc, uri = _start(root, free_port(), store, root / "artifacts", workers, timeout_s, proxy_artifacts)
         if proc is not None:
-            break
+            return proc, uri
         errors.append(uri)
-    else:
-        raise RuntimeError(f"mlflow server did not start in {tries} tries:\n" + "\n".join(errors))
+    raise RuntimeError(f"mlflow server did not start in {tries} tries:\n" + "\n".join(errors))
+
+
+@contextlib.contextmanager
+def mlflow_server(root: str | Path, *, backend_store_uri: str | None = None, workers: int | None = None,
+                  timeout_s: float = 90.0, tries: int = 3) -> Iterator[str]:
+    """start_server as a context: yields the URI, stops the server on the way out."""
+    proc, uri = start_server(root, backend_store_uri=backend_store_uri, workers=workers, timeout_s=timeout_s,
+                             tries=tries)
     try:
         yield uri
     finally:

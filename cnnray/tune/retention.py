@@ -39,7 +39,9 @@ from cnnray.ray_compat import (
     forget_trial_checkpoints,
     point_trial_at_checkpoint,
     trial_checkpoints,
+    upload_trial_file,
 )
+from cnnray.tune.plan import RESULT_FILE
 
 log = logging.getLogger("cnnray")
 TRAIN_RUNS_DIR = "train"  # a Train-run trial's own run folders: <search>/train/<trial_id>-<suffix>
@@ -86,6 +88,10 @@ class CheckpointRetention(Callback):
         self._forget_missing(trials)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.checkpoint is not None:
+            # A restart: Tune's JSON logger (after this callback) reloads result.json from storage; with no forced
+            # experiment sync per checkpoint (see above), the reports since the last sync must be uploaded first.
+            upload_trial_file(trial, RESULT_FILE)
         self.pruned.discard(trial.trial_id)  # running again: it will have checkpoints to rank
         if trial.checkpoint is None and (trial.last_result or {}).get("epochs_done"):
             self.on_line(f"[{trial.trial_id}] starts over from epoch 1: its checkpoints were deleted "
