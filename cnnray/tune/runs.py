@@ -83,20 +83,10 @@ class ChildRuns:
         """Run id of a trial's child run by its name tag."""
         return tracking.find_run_by_name(self.uri, self.experiment, run_name)
 
-    def record_cost(self, run_id: str, report: dict[str, Any], price: PriceSection) -> None:
-        """A trial's run cost from its last report (its cumulative figures), as a training run records it."""
-        # deferred (heavy import): matplotlib
-        from cnnray.run.finish import record_cost
-
-        totals = totals_of_report(report)
-        if totals is not None:
-            record_cost(TrackingContext(self.uri, self.experiment_id, run_id), cost_result(totals, price),
-                        int(report.get("epochs_done") or 1) - 1)
-
     def close(self, run_id: str, status: str, *, stopped_early: bool = False, report: dict[str, Any] | None = None,
               price: PriceSection | None = None) -> None:
         """End a child run with its final status; an early stop is tagged, not failed. With the trial's last
-        `report` and a `price`, its cost goes in the same call (tags and cost_device_hours, as record_cost)."""
+        `report` and a `price`, its cost goes in the same call (its cost tags and cost_device_hours, as a training run records them)."""
         ctx = TrackingContext(self.uri, self.experiment_id, run_id)
         tags: dict[str, Any] = {"stopped_early": str(stopped_early).lower()}
         metrics: dict[str, float] = {}
@@ -130,9 +120,9 @@ def close_children(children: ChildRuns, tune_name: str, outcomes: list[TrialOutc
         run_id = o.run_id or children.find(child_run_name(tune_name, o.trial_id))
         if run_id:
             o.run_id = run_id
-            if price is not None and o.cost_rows and o.trial_id != registering:
-                children.record_cost(run_id, o.cost_rows[-1], price)
-            children.close(run_id, MLFLOW_STATUS[o.status], stopped_early=o.status == "stopped_early")
+            report = o.cost_rows[-1] if o.cost_rows and o.trial_id != registering else None
+            children.close(run_id, MLFLOW_STATUS[o.status], stopped_early=o.status == "stopped_early",
+                           report=report, price=price)
 
 
 def log_search_summary(ctx: TrackingContext, outcomes: list[TrialOutcome], space: SearchSpace, metric: str,
