@@ -24,4 +24,5 @@ COMMANDS: dict[str, str] = {
     "cluster": "workflows.cluster",
     "submit": "workflows.submit",
     "jobs": "workflows.jobs",
+    "serve": "workflows.serve",
 }

@@ -1,4 +1,4 @@
-"""`cnnray bench [data|train|tune|predict|cluster|compress|promote|transfer|all]`: benchmarks that print ratios measured in one command."""
+"""`cnnray bench [data|train|tune|predict|cluster|compress|promote|transfer|serve|all]`: benchmarks that print ratios measured in one command."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ BENCHES = {
     "compress": ("cnnray.bench.compress", "run_compress_bench", "format_compress_bench"),
     "promote": ("cnnray.bench.promote", "run_promote_bench", "format_promote_bench"),
     "transfer": ("cnnray.bench.transfer", "run_transfer_bench", "format_transfer_bench"),
+    "serve": ("cnnray.bench.serve", "run_serve_bench", "format_serve_bench"),
 }
 
 
@@ -45,6 +46,7 @@ def _run_benches(which: str, quick: bool, variant: tuple | None) -> dict:
     for name in BENCHES if which == "all" else [which]:
         module_name, run_name, fmt_name = BENCHES[name]
         kwargs = {"quick": True} if name in ("train", "compress", "promote", "transfer") and quick else {}
+        kwargs = {"seconds": 3.0, "warmup": 1.0} if name == "serve" and quick else kwargs
         if variant is not None:  # --overhead, --scale or --store-runs instead of ASHA vs FIFO
             name, module_name, run_name, fmt_name, kwargs = variant
         module = importlib.import_module(module_name)

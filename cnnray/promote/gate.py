@@ -17,6 +17,7 @@ from cnnray.promote import test_set
 from cnnray.promote.options import PromoteOptions
 from cnnray.promote.rule import ALREADY, Decision, decide_first, judge
 from cnnray.promote.spending import DEFAULT_ALPHA, Ledger, open_ledger
+from cnnray.serve.online.notify import notify_followers
 from cnnray.tracking import model_store
 
 __all__ = ["PromoteOptions", "run_promote", "run_rollback"]
@@ -114,6 +115,8 @@ def run_promote(opt: PromoteOptions, on_line: Callable[[str], None] = print) -> 
                        if k in ("candidate", "champion", "delta", "ci_low", "ci_high", "p_value", "n")
                        and isinstance(v, (int, float))}
             record["run_id"] = log_decision_run(uri, opt.experiment, opt.name, record, metrics)
+            if record.get("promote"):
+                record["notified"] = notify_followers(opt.name, on_line)
             return record
         if applied.champion_now != champion_seen:
             on_line(f"champion moved to v{applied.champion_now} while evaluating; re-evaluating against it")
@@ -203,7 +206,8 @@ def _evidence(opt: PromoteOptions, cand_version: str, champion: str | None, cand
     return {**record, "outcome": d.outcome, "reason": reason, "promote": d.promote}
 
 
-def run_rollback(tracking_uri: str, name: str, experiment: str = "cnnray") -> dict[str, Any]:
+def run_rollback(tracking_uri: str, name: str, experiment: str = "cnnray",
+                 on_line: Callable[[str], None] = print) -> dict[str, Any]:
     """`champion` back to `previous-champion`, recorded like a promotion (UserInputError when there is none)."""
     # deferred (heavy import): torch, PIL
     from cnnray.tracking.promotion import PREVIOUS, aliases, apply_rollback, log_decision_run
@@ -216,4 +220,5 @@ def run_rollback(tracking_uri: str, name: str, experiment: str = "cnnray") -> di
     if done is None:
         raise UserInputError(f"registered model {name!r} lost its {PREVIOUS!r} alias meanwhile: nothing to roll back to")
     done["run_id"] = log_decision_run(tracking_uri, experiment, name, done)
+    done["notified"] = notify_followers(name, on_line)
     return done

@@ -11,11 +11,10 @@ import base64
 import contextlib
 import io
 import re
-import warnings
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +23,9 @@ from PIL import Image
 from cnnray.classifier.card import CARD_FILE, FORMAT, WEIGHTS_FILE, ModelCard
 from cnnray.classifier.classifier import file_sha256
 from cnnray.tracking.runs import TrackingContext, _client, end_run, ensure_experiment, log_metrics, scratch_dir
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
 
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 FORMAT_KEY = "cnnray_format"  # MLmodel metadata key: how cnnray tells its versions from older ones
@@ -58,14 +60,17 @@ def _requirements() -> list[str]:
     return out
 
 
-def _signature():
+def _signature() -> ModelSignature:
     # deferred (heavy import): mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec
 
-    # No input schema on purpose: the model takes numpy batches of any size as well as DataFrames of
-    # encoded images, and validates them itself with messages that name the problem.
-    return ModelSignature(params=ParamSchema([ParamSpec("top_k", "long", 5), ParamSpec("return_logits", "boolean", False)]))
+    # Params only, no input schema on purpose: the model takes DataFrames of encoded images as well as uint8
+    # arrays of any shape the card accepts, which no one MLflow schema describes; its predict (type hint
+    # TypeFromExample, so MLflow neither warns nor infers a schema of its own) checks them with
+    # cnnray.classifier.request and answers a bad request with HTTP 400 naming the problem.
+    return ModelSignature(params=ParamSchema([ParamSpec("top_k", "long", 5),
+                                              ParamSpec("return_logits", "boolean", False)]))
 
 
 def write_model_files(directory: Path, weights: dict[str, torch.Tensor], card: ModelCard) -> ModelCard:
@@ -98,10 +103,8 @@ def log_and_register(
         card = write_model_files(d, weights, card)
         # log_model needs an active run; attach to ours without changing its status at exit.
         # MLflow prints run links and registration chatter; the command prints its own summary.
-        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings(), \
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), \
                 mlflow.start_run(run_id=ctx.run_id):
-            # The code file's predict has no type hints on purpose (MLflow would enforce them); skip the advice.
-            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME, python_model=str(CODE_FILE),
                 artifacts={"card": str(d / CARD_FILE), "weights": str(d / WEIGHTS_FILE),
