@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 import torch
 from ray import serve
 from ray.exceptions import RayActorError
@@ -264,6 +265,7 @@ class ClassifierServer:
     # -- following ----------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {"replica": self.replica, "pid": os.getpid(), "node": socket.gethostname(),
+                "node_id": ray.get_runtime_context().get_node_id(),
                 "version": self.current.version, "model": self.current.label, "loaded_at": self.current.loaded_at,
                 "last_check": self.last_check, "last_error": self.last_error, "refused": dict(self.refused),
                 "switches": list(self.switches), "batches": self.batches,
@@ -336,8 +338,10 @@ def build_app(settings: ReplicaSettings, *, replicas: int, autoscale: tuple[int,
     if autoscale:
         lo, hi = autoscale
         # A replica gets one batch at a time: more than one in flight on average means it is behind.
+        # Up within seconds of a sustained queue, down only after a minute without one.
         options["autoscaling_config"] = {"min_replicas": lo, "max_replicas": hi, "initial_replicas": max(lo, 1),
-                                         "target_ongoing_requests": 1}
+                                         "target_ongoing_requests": 1, "upscale_delay_s": 5,
+                                         "downscale_delay_s": 60, "look_back_period_s": 5}
     else:
         options["num_replicas"] = replicas
     classifier = ClassifierServer.options(**options).bind(FollowSignal.bind(), settings)

@@ -39,7 +39,8 @@ def describe_status(s: dict[str, Any]) -> str:
              + (f", following {s['following']} every {s['follow_interval_s']:g} s" if s.get("following") else "")]
     now = time.time()
     for r in s.get("replicas", []):
-        line = (f"  replica {r['replica']} (pid {r['pid']} on {r['node']}): v{r['version']}, loaded "
+        node = f"{r['node']}, Ray node {str(r.get('node_id') or '?')[:8]}"
+        line = (f"  replica {r['replica']} (pid {r['pid']} on {node}): v{r['version']}, loaded "
                 f"{now - r['loaded_at']:.0f} s ago, alias checked {now - r['last_check']:.0f} s ago")
         lines.append(line)
         for v, why in sorted(r.get("refused", {}).items()):

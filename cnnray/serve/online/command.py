@@ -180,6 +180,7 @@ def _delete_on_cluster(rec: state.AppRecord) -> None:
     from ray import serve
 
     ensure_ray(rec.address)
+    logging.getLogger("ray.serve").setLevel(logging.ERROR)  # its "Deleting app" line; the command says it
     serve.delete(rec.name)
 
 
