@@ -30,6 +30,7 @@ from typing import Any
 
 from cnnray.bench.http_load import run_load
 from cnnray.bench.mlflow_server import free_port
+from cnnray.tracking.lineage import host_cpu
 
 CONCURRENCY = (1, 8, 32)
 MODEL = "bench-serve"
@@ -158,21 +159,10 @@ def run_serve_bench(seconds: float = 10.0, warmup: float = 2.0, model_name: str 
         for r in rows:
             r["ratio_vs_mlflow"] = r["requests_per_s"] / base[r["concurrency"]] if base[r["concurrency"]] else None
     one = next(r for r in servers["cnnray serve (1 replica)"] if r["concurrency"] == 32)
-    return {"model": model_name, "image_size": image_size, "cpus": cpus, "cpu_flags": _cpu_flags(),
+    return {"model": model_name, "image_size": image_size, "cpus": cpus, "cpu_flags": host_cpu(),
             "seconds": seconds, "max_batch_size": max_batch_size, "batch_wait_ms": batch_wait_ms,
             "servers": servers, "goal_ratio_at_32": 1.5, "ratio_at_32": one["ratio_vs_mlflow"],
             "goal_met": bool(one["ratio_vs_mlflow"] and one["ratio_vs_mlflow"] >= 1.5)}
-
-
-def _cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    named = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{model}; {' '.join(named) or 'no AVX2'}"
 
 
 def format_serve_bench(r: dict[str, Any]) -> str:

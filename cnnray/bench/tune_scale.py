@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnray.config import load_config
+from cnnray.tracking.lineage import host_cpu
 
 SCALE_CONFIG = ["data.source=synthetic", "data.image_size=8", "data.samples_per_class=20", "model.width=0.125",
                 "train.batch_size=64", "tune.scheduler=fifo", "tune.max_epochs=1", "tune.max_concurrent_trials=2",
@@ -143,7 +144,7 @@ def run_scale_bench(n: int = 2000, keep: int = 5, tracking: bool = True) -> dict
             "tune_state": tune_state(search_dir),
             "mlflow_store_bytes": (store.stat().st_size if store.exists() else 0) + folder_size(root / "mlruns"),
             "overhead_median_s": r["trial_overhead"]["median_s"], "overhead_p95_s": r["trial_overhead"]["p95_s"],
-            "cpu": _cpu(),
+            "cpu": f"{host_cpu()}, {os.cpu_count()} cores",
         }
     out["rss_growth_mb"] = round(out["rss_last_mb"] - out["rss_first_mb"], 1)
     out["goals"] = {"throughput": out["throughput_ratio"] >= THROUGHPUT_GOAL,
@@ -151,17 +152,6 @@ def run_scale_bench(n: int = 2000, keep: int = 5, tracking: bool = True) -> dict
                     "checkpoints": out["checkpoints"] <= keep + out["concurrent"],
                     "overhead": out["overhead_median_s"] <= OVERHEAD_GOAL_S}
     return out
-
-
-def _cpu() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "?"
-    name = next((s.split(":", 1)[1].strip() for s in text.splitlines() if s.startswith("model name")), "?")
-    flags = set(next((s.split(":", 1)[1].split() for s in text.splitlines() if s.startswith("flags")), []))
-    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{name}, {os.cpu_count()} cores, {' '.join(shown)}"
 
 
 def _mb(b: float) -> str:
