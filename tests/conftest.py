@@ -32,7 +32,7 @@ SLOW_FIXTURES = {"ray_local", "mlflow_server", "cluster", "live_run", "browser",
 HEAVY_FIRST = ["test_cluster_jobs.py", "test_tune_search.py", "test_integration_train.py", "test_replay.py",
                "test_safety.py", "test_bench.py", "test_train_local.py", "test_run_faults.py", "test_train_streaming.py",
                "test_compress_quantize_workflow.py", "test_report.py", "test_replay_compressed.py",
-               "test_promote_gate.py", "test_compress_distill.py", "test_tune_space.py"]
+               "test_promote_gate.py", "test_compress_distill.py", "test_tune_space.py", "test_serve_online.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -255,7 +255,7 @@ def test_a_replica_killed_with_sigkill_is_replaced_and_no_answer_is_wrong(app):
     try:
         time.sleep(3)
         os.kill(victim, signal.SIGKILL)
-        time.sleep(15)
+        time.sleep(6)  # the gap: Serve notices, the gateway retries; the replacement is awaited below
     finally:
         stop.set()
         t.join()
@@ -299,11 +299,14 @@ def test_a_busy_port_or_a_taken_name_exits_2(app, capsys, monkeypatch):
     assert _get(f"{app.url}/health")[0] == 200  # the running app is untouched
 
 
-def test_stop_leaves_no_serve_process(app):
+def test_stop_leaves_no_serve_process(app, capsys, monkeypatch):
+    from workflows import serve
+
+    monkeypatch.setenv("CNNRAY_SERVE_DIR", app.env["CNNRAY_SERVE_DIR"])
     tree = app.tree | _tree(app.proc.pid)  # the serving process, its Ray cluster, the Serve actors
     assert len(tree) > 5
-    done = _cnnray("serve", "stop", "--name", APP, "--json", env=app.env)
-    assert done.returncode == 0 and json.loads(done.stdout.strip().splitlines()[-1])["stopped"], done.stderr
+    assert serve.main(["stop", "--name", APP, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["stopped"]
     assert app.proc.wait(timeout=30) == 0
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(start_time(p) == st for p, st in tree):
@@ -311,5 +314,4 @@ def test_stop_leaves_no_serve_process(app):
     left = [p for p, st in tree if start_time(p) == st]
     assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in left]
     assert not list(Path(app.env["CNNRAY_SERVE_DIR"]).glob("*.json"))
-    gone = _cnnray("serve", "status", "--name", APP, env=app.env)
-    assert gone.returncode == 2 and f"no app named '{APP}'" in gone.stderr
+    assert serve.main(["status", "--name", APP]) == 2 and f"no app named '{APP}'" in capsys.readouterr().err
