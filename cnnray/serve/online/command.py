@@ -53,12 +53,13 @@ def run_serve(opt: ServeOptions, on_line: Callable[[str], None] = print,
     record = state.AppRecord(opt.name, url, opt.model, opt.tracking_uri, None if opt.address else os.getpid(),
                              opt.address, time.time())
     state.claim(record)  # a second `cnnray serve --name X` exits 2 here
-    started = False
+    started = deployed = False
     try:
         # Fail fast here rather than in every replica: a version that cannot load or answer its example.
         on_line(f"checking {resolved.label} (download, load, smoke prediction)")
         load(resolved, opt.tracking_uri)
         started = _deploy(opt, on_line)
+        deployed = True
         result = {"app": opt.name, "url": url, "model": opt.model, "version": resolved.version,
                   "label": resolved.label, "following": opt.model if opt.follows else None,
                   "replicas": opt.autoscale or opt.replicas, "address": opt.address}
@@ -70,10 +71,11 @@ def run_serve(opt: ServeOptions, on_line: Callable[[str], None] = print,
             _serve_until_stopped(on_line)
         return result
     finally:
-        if opt.address is None:
-            state.remove(opt.name, os.getpid())
-            if started:
-                _shutdown()
+        # A local app ends with this process; a cluster's app outlives it, unless it never started.
+        if opt.address is None or not deployed:
+            state.remove(opt.name, record.pid)
+        if opt.address is None and started:
+            _shutdown()
 
 
 def _public_host(opt: ServeOptions) -> str:
@@ -164,9 +166,9 @@ def serve_stop(name: str, timeout: float = STOP_TIMEOUT_S) -> dict[str, Any]:
     else:
         os.kill(rec.pid, signal.SIGTERM)
         deadline = time.time() + timeout
-        while _alive(rec.pid) and time.time() < deadline:
+        while state.alive(rec.pid) and time.time() < deadline:
             time.sleep(0.2)
-        if _alive(rec.pid):  # the watchdog of its local cluster ends the Ray processes it leaves
+        if state.alive(rec.pid):  # the watchdog of its local cluster ends the Ray processes it leaves
             os.kill(rec.pid, signal.SIGKILL)
     state.remove(rec.name)
     return {"app": rec.name, "stopped": True, "url": rec.url}
@@ -182,18 +184,6 @@ def _delete_on_cluster(rec: state.AppRecord) -> None:
     ensure_ray(rec.address)
     logging.getLogger("ray.serve").setLevel(logging.ERROR)  # its "Deleting app" line; the command says it
     serve.delete(rec.name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child (a test's Popen) counts as gone
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _record(name: str) -> state.AppRecord:

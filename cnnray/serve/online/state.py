@@ -46,16 +46,22 @@ def _path(name: str) -> Path:
     return state_dir() / f"{check_app_name(name)}.json"
 
 
-def _alive(pid: int | None) -> bool:
+def alive(pid: int | None) -> bool:
+    """Whether the serving process `pid` still runs (None: an app on a cluster, which lives without us;
+    a zombie, e.g. a test's unreaped child, counts as gone)."""
     if pid is None:
-        return True  # an app on a cluster lives without us; `status` asks it
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def read(name: str) -> AppRecord | None:
@@ -67,7 +73,7 @@ def read(name: str) -> AppRecord | None:
         return None
     except (ValueError, TypeError):  # a truncated or foreign file: not a running app
         return None
-    return rec if _alive(rec.pid) else None
+    return rec if alive(rec.pid) else None
 
 
 def running() -> list[AppRecord]:
